@@ -1,0 +1,45 @@
+//! The bridge as `serve` builds it (real config, real Application, real session store), with
+//! one session created through the store so the benchmark needs no IdP. Prints the cookie
+//! header on stdout, then serves. Usage: verify_server PORT memory|redis
+use jitbridge::config::Config;
+use jitbridge::provisioning::AccountSnapshot;
+use jitbridge::session::{SessionRecord, unix_now};
+use jitbridge::web::Application;
+use std::io::Write;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(18091);
+    let store = args.next().unwrap_or_else(|| "memory".into());
+    let db = std::env::temp_dir().join(format!("jb-bench-{port}.db"));
+    let redis = std::env::var("JB_BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\n[database]\nurl = \"sqlite://{}\"\n[sessions]\nstore = \"{store}\"\nredis_url = \"{redis}\"\nkey_prefix = \"jbbench:{port}:\"\n",
+        db.display()
+    );
+    let config = Config::from_toml_and_env("bench", &toml, std::iter::empty())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cookie = config.server.cookie.name.clone();
+    let app = Application::build(config, None, None).await?;
+    let state = app.state();
+    let record = SessionRecord {
+        account: AccountSnapshot {
+            id: "bench-account".into(),
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: Some("Alice Liddell".into()),
+            roles: vec!["admin".into(), "staff".into()],
+        },
+        connection: "bench".into(),
+        subject: "alice".into(),
+        idp_session: None,
+        created_at: unix_now(),
+        expires_at: unix_now() + 3600,
+    };
+    let id = state.sessions.create(record).await?;
+    println!("Cookie: {cookie}={}", id.as_str());
+    std::io::stdout().flush()?;
+    app.run_until_stopped().await?;
+    Ok(())
+}

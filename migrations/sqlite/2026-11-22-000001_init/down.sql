@@ -1,0 +1,4 @@
+DROP TABLE audit_events;
+DROP TABLE account_roles;
+DROP TABLE identities;
+DROP TABLE accounts;

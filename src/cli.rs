@@ -1,0 +1,75 @@
+//! Command line. The doc comments are the `--help` text.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// jitbridge: SSO bridge with just-in-time provisioning and safe deprovisioning.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML configuration file (default: $JITBRIDGE_CONFIG, else the embedded defaults).
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge (migrations are applied at start).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate the configuration, print the effective settings (secrets redacted) and exit.
+    CheckConfig,
+    /// Run the bridge with a built-in DEVELOPMENT-ONLY OpenID provider and a sample protected page.
+    Demo {
+        /// Address of the bridge.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Loopback port of the development OpenID provider.
+        #[arg(long, default_value_t = 8081)]
+        provider_port: u16,
+        /// SQLite file for the demo's accounts.
+        #[arg(long, default_value = "jitbridge-demo.db")]
+        database: PathBuf,
+    },
+    /// Check accounts against the IdP's directory now: disable the leavers (after their grace),
+    /// reactivate or purge per policy. Prints the plan.
+    Sweep {
+        /// Only this connection (default: every connection with a [connection.directory]).
+        #[arg(long)]
+        connection: Option<String>,
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go past the mass-disable safety gate (an empty listing still changes nothing).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Inspect and manage local accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Show the newest audit events.
+    Audit {
+        /// How many events.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// List accounts.
+    List,
+    /// Disable an account: future logins are refused and (with Redis sessions) its sessions end now.
+    Disable {
+        username: String,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "disabled by an administrator")]
+        reason: String,
+    },
+    /// Enable a disabled account again.
+    Enable { username: String },
+}

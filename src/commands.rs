@@ -1,0 +1,231 @@
+//! What each CLI command does. `main` only parses, sets up logging and calls [`run`].
+
+use crate::cli::{AccountsCommand, Cli, Command};
+use crate::config::{Config, SessionStoreKind};
+use crate::db::Db;
+use crate::directory::Directory;
+use crate::session::{SessionStore, Timeouts};
+use crate::sweeper::{self, SweepOptions, SweepOutcome};
+use crate::{accounts, audit, demo, web};
+use anyhow::Context;
+use std::process::ExitCode;
+
+/// Exit code for a configuration that does not validate.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a sweep stopped by a safety gate, a listing error or another sweeper.
+const EXIT_SWEEP_STOPPED: u8 = 3;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Demo {
+        listen,
+        provider_port,
+        database,
+    } = &cli.command
+    {
+        return runtime()?.block_on(demo::run(*listen, *provider_port, database.clone()));
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    match cli.command {
+        Command::Serve => runtime()?.block_on(serve(config)),
+        Command::Migrate => {
+            let db = Db::connect(&config.database.url, 1)
+                .context("cannot open the database (database.url)")?;
+            let applied = db.migrate().context("cannot migrate the database")?;
+            println!("{} migration(s) applied", applied.len());
+            for v in applied {
+                println!("  {v}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts(cmd) => runtime()?.block_on(accounts_cmd(config, cmd)),
+        Command::Sweep {
+            connection,
+            dry_run,
+            force,
+        } => runtime()?.block_on(sweep_cmd(
+            config,
+            connection,
+            SweepOptions { dry_run, force },
+        )),
+        Command::Audit { limit } => {
+            let db = open_db(&config)?;
+            for e in audit::recent(&mut *db.get()?, limit)? {
+                println!(
+                    "{} {:<18} {:<7} actor={} account={} connection={} {}",
+                    e.at,
+                    e.action,
+                    e.outcome,
+                    e.actor,
+                    e.account_id.as_deref().unwrap_or("-"),
+                    e.connection.as_deref().unwrap_or("-"),
+                    e.details
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
+    }
+}
+
+async fn sweep_cmd(
+    config: Config,
+    only: Option<String>,
+    opts: SweepOptions,
+) -> anyhow::Result<ExitCode> {
+    let targets: Vec<_> = config
+        .connections
+        .iter()
+        .filter(|c| only.as_deref().is_none_or(|n| n == c.name))
+        .filter(|c| c.directory.is_some())
+        .cloned()
+        .collect();
+    if targets.is_empty() {
+        anyhow::bail!(
+            "no connection{} has a [connection.directory] to sweep",
+            only.map(|n| format!(" named {n:?}")).unwrap_or_default()
+        );
+    }
+    let db = open_db(&config)?;
+    let sessions = session_store_for_admin(&config).await?;
+    let mut code = ExitCode::SUCCESS;
+    for conn in targets {
+        let source = Directory::open(conn.directory.as_ref().expect("filtered"))?;
+        let report = sweeper::sweep_once(&db, sessions.as_ref(), &conn, source, opts).await?;
+        print_report(&report);
+        if matches!(
+            report.outcome,
+            SweepOutcome::Aborted(_) | SweepOutcome::Busy { .. }
+        ) {
+            code = ExitCode::from(EXIT_SWEEP_STOPPED);
+        }
+    }
+    Ok(code)
+}
+
+fn print_report(r: &sweeper::SweepReport) {
+    use sweeper::reconcile::Action;
+    println!(
+        "connection {}: {:?} in {:.1}s, {} directory entries seen",
+        r.connection,
+        r.outcome,
+        r.duration.as_secs_f64(),
+        r.plan.as_ref().map_or(0, |p| p.seen)
+    );
+    let Some(plan) = &r.plan else { return };
+    for p in &plan.actions {
+        let what = match &p.action {
+            Action::MarkMissing {
+                missing_count, why, ..
+            } => format!("missing ({why:?}, sweep {missing_count}): within grace"),
+            Action::Disable {
+                missing_count, why, ..
+            } => format!("DISABLE ({why:?}, missing for {missing_count} sweeps)"),
+            Action::ClearMissing => "back in the directory".into(),
+            Action::Reactivate => "REACTIVATE (back in the directory)".into(),
+            Action::LeaveDisabled => {
+                "back in the directory, left disabled (reactivate = false)".into()
+            }
+            Action::Purge => "PURGE (disabled longer than the retention)".into(),
+        };
+        println!("  {:<40} account {}  {what}", p.subject, p.account_id);
+    }
+    if let Some(reason) = &plan.abort {
+        println!("  stopped before any change: {reason}");
+    }
+}
+
+/// The session store an admin command can reach directly: Redis, shared with the servers. With
+/// in-process sessions, the servers learn of revocations from the revocation log instead.
+async fn session_store_for_admin(config: &Config) -> anyhow::Result<Option<SessionStore>> {
+    if config.sessions.store != SessionStoreKind::Redis {
+        return Ok(None);
+    }
+    let url = config
+        .sessions
+        .redis_url
+        .as_ref()
+        .context("sessions.redis_url")?;
+    let timeouts = Timeouts {
+        idle: config.sessions.idle_timeout,
+        absolute: config.sessions.absolute_timeout,
+    };
+    Ok(Some(
+        SessionStore::redis(url.expose(), &config.sessions.key_prefix, timeouts)
+            .await
+            .context("cannot reach Redis (sessions.redis_url)")?,
+    ))
+}
+
+/// Opens the database for an admin command, migrating it first so a fresh file works too.
+fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db =
+        Db::connect(&config.database.url, 2).context("cannot open the database (database.url)")?;
+    db.migrate().context("cannot migrate the database")?;
+    Ok(db)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let public = config.server.public_url.clone();
+    let app = web::Application::build(config, None, None).await?;
+    tracing::info!(port = app.port(), %public, "jitbridge is serving");
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn accounts_cmd(config: Config, cmd: AccountsCommand) -> anyhow::Result<ExitCode> {
+    let db = open_db(&config)?;
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    match cmd {
+        AccountsCommand::List => {
+            for a in accounts::list(&mut *db.get()?)? {
+                println!(
+                    "{}  {:<24} {:<8} {:<32} last login {}",
+                    a.id,
+                    a.username,
+                    a.status,
+                    a.email.as_deref().unwrap_or("-"),
+                    a.last_login_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+        AccountsCommand::Disable { username, reason } => {
+            let acc = accounts::set_disabled(&mut *db.get()?, &username, Some(&reason), &actor)?;
+            println!("disabled {}", acc.username);
+            match session_store_for_admin(&config).await? {
+                Some(store) => println!(
+                    "revoked {} session(s)",
+                    store.revoke_account(&acc.id).await?
+                ),
+                None => {
+                    println!("running servers end its sessions within a second (revocation log)")
+                }
+            }
+        }
+        AccountsCommand::Enable { username } => {
+            let acc = accounts::set_disabled(&mut *db.get()?, &username, None, &actor)?;
+            println!("enabled {}", acc.username);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,296 @@
+//! Configuration: embedded defaults, then one TOML file, then `JITBRIDGE_<SECTION>__<KEY>`
+//! environment overrides; secrets come from the file, an environment variable or a file.
+//!
+//! Everything is validated once at start, every problem is collected, and each one names the
+//! key, the bad value (never a secret) and the fix. After [`Config::load`] the rest of the
+//! program only sees parsed, valid values.
+
+mod raw;
+mod secret;
+
+pub use secret::{Secret, SecretSource};
+
+use crate::mapping::Mapping;
+use openidconnect::core::CoreJwsSigningAlgorithm;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use url::Url;
+
+/// The environment variable naming the config file (same as `--config`).
+pub const CONFIG_ENV: &str = "JITBRIDGE_CONFIG";
+const ENV_PREFIX: &str = "JITBRIDGE_";
+/// Variables with the prefix that are not config overrides.
+const ENV_NOT_OVERRIDES: &[&str] = &["JITBRIDGE_CONFIG", "JITBRIDGE_LOG", "JITBRIDGE_LOG_FORMAT"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub sessions: SessionsConfig,
+    pub connections: Vec<ConnectionConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub workers: usize,
+    /// Host names (besides the public URL's) that `rd` may redirect to after login.
+    pub allowed_redirect_hosts: Vec<String>,
+    pub cookie: CookieConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    pub name: String,
+    pub domain: Option<String>,
+    pub secure: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    pub store: SessionStoreKind,
+    pub redis_url: Option<Secret>,
+    pub key_prefix: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    /// How long a started login (state, nonce, PKCE verifier) stays valid.
+    pub login_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub display_name: String,
+    pub oidc: OidcConfig,
+    pub mapping: std::sync::Arc<Mapping>,
+    /// Where the sweeper checks that this connection's people still exist.
+    pub directory: Option<DirectoryConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    pub source: DirectorySourceConfig,
+    pub policy: SweepPolicy,
+    /// Time between two background sweeps, plus up to `jitter` so replicas do not align.
+    pub interval: Duration,
+    pub jitter: Duration,
+    /// Bound on each directory request (a bind, a page).
+    pub timeout: Duration,
+    pub page_size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum DirectorySourceConfig {
+    Ldap(LdapConfig),
+    Scim(ScimConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct LdapConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    pub starttls: bool,
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    pub base_dn: String,
+    pub filter: String,
+    /// The attribute whose value equals the connection's subject (entryUUID, objectGUID, uid, mail...).
+    pub subject_attribute: String,
+    /// Active Directory: the entry is disabled when bit 2 of userAccountControl is set.
+    pub ad_user_account_control: bool,
+    /// Otherwise: the entry is disabled when this attribute has this value (case-insensitive).
+    pub disabled_attribute: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimSubject {
+    Id,
+    ExternalId,
+    UserName,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScimConfig {
+    /// The SCIM service's base URL; users are listed at `<base_url>/Users`.
+    pub base_url: Url,
+    pub token: Secret,
+    pub subject_attribute: ScimSubject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeMode {
+    /// Keep the account row (for the audit trail's references) with personal data removed.
+    Anonymize,
+    /// Delete the account and its identities and roles.
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPolicy {
+    /// Consecutive successful sweeps an account must be missing from before it is disabled.
+    pub grace_sweeps: u32,
+    /// And for at least this long since it was first seen missing.
+    pub grace_period: Duration,
+    /// A sweep that would disable more than this fraction of the active accounts stops.
+    pub max_disable_fraction: f64,
+    /// Or more than this many.
+    pub max_disable_count: Option<u64>,
+    /// Reactivate accounts the sweeper disabled when they reappear (otherwise they stay disabled).
+    pub reactivate: bool,
+    /// Accounts disabled for longer than this are purged.
+    pub retention: Option<Duration>,
+    pub purge: PurgeMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Exactly as the provider writes it (compared as a string: `https://x` is not `https://x/`).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    pub clock_skew: Duration,
+    pub use_userinfo: bool,
+    /// Minimum time between two JWKS refetches triggered by an unknown `kid`.
+    pub jwks_refresh_min_interval: Duration,
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub value: Option<String>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{} = {v:?}: {}", self.key, self.message)?,
+            None => write!(f, "{}: {}", self.key, self.message)?,
+        }
+        write!(f, " (fix: {})", self.fix)
+    }
+}
+
+/// Every problem found, so an operator fixes them all in one go.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "the configuration ({}) has {n} problem{}:",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads from the given file (or `JITBRIDGE_CONFIG`, or embedded defaults) plus the process
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env_file = std::env::var(CONFIG_ENV).ok().filter(|s| !s.is_empty());
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env_file.map(Into::into));
+        let (name, text) = match &file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(t) => (path.display().to_string(), t),
+                Err(e) => {
+                    return Err(ConfigError {
+                        source_name: path.display().to_string(),
+                        problems: vec![Problem {
+                            key: "--config".into(),
+                            value: Some(path.display().to_string()),
+                            message: format!("cannot read the file: {e}"),
+                            fix: "pass the path of a readable TOML file, or none for the embedded defaults".into(),
+                        }],
+                    });
+                }
+            },
+            None => ("embedded defaults".to_string(), String::new()),
+        };
+        Self::from_toml_and_env(&name, &text, std::env::vars())
+    }
+
+    /// The testable core of [`Config::load`].
+    pub fn from_toml_and_env(
+        source_name: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let fail = |problems| ConfigError {
+            source_name: source_name.to_string(),
+            problems,
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            fail(vec![Problem {
+                key: "(file)".into(),
+                value: None,
+                message: format!("is not valid TOML: {}", e.message()),
+                fix: format!(
+                    "correct the syntax{}",
+                    e.span()
+                        .map(|s| format!(" near byte {}", s.start))
+                        .unwrap_or_default()
+                ),
+            }])
+        })?;
+        let mut problems = raw::apply_env(&mut table, env);
+        let raw: raw::RawConfig = match toml::Value::Table(table).try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(Problem {
+                    key: "(file)".into(),
+                    value: None,
+                    message: e.message().to_string(),
+                    fix: "see the configuration reference in README.md".into(),
+                });
+                return Err(fail(problems));
+            }
+        };
+        match raw.validate() {
+            Ok(cfg) if problems.is_empty() => Ok(cfg),
+            Ok(_) => Err(fail(problems)),
+            Err(mut more) => {
+                problems.append(&mut more);
+                Err(fail(problems))
+            }
+        }
+    }
+
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

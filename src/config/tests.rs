@@ -1,0 +1,146 @@
+use super::*;
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_toml_and_env(
+        "test.toml",
+        text,
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+const OIDC: &str = r#"
+[[connection]]
+name = "corp"
+kind = "oidc"
+issuer = "https://login.example.com"
+client_id = "jitbridge"
+client_secret = "s3cret"
+"#;
+
+#[test]
+fn no_file_gives_the_embedded_defaults() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:8080/");
+    assert_eq!(c.database.url.expose(), "sqlite://jitbridge.db");
+    assert_eq!(c.sessions.store, SessionStoreKind::Memory);
+    assert!(!c.server.cookie.secure);
+    assert_eq!(c.server.cookie.name, "jitbridge");
+}
+
+#[test]
+fn https_public_url_gives_a_host_prefixed_secure_cookie() {
+    let c = load("[server]\npublic_url = \"https://sso.example.com\"", &[]).unwrap();
+    assert!(c.server.cookie.secure);
+    assert_eq!(c.server.cookie.name, "__Host-jitbridge");
+    let c = load(
+        "[server]\npublic_url = \"https://sso.example.com\"\ncookie_domain = \"example.com\"",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.server.cookie.name, "__Secure-jitbridge");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let c = load(
+        "[database]\nurl = \"sqlite://a.db\"",
+        &[
+            (
+                "JITBRIDGE_DATABASE__URL",
+                "postgres://postgres@127.0.0.1/test",
+            ),
+            ("JITBRIDGE_DATABASE__POOL_SIZE", "3"),
+            ("JITBRIDGE_SESSIONS__STORE", "redis"),
+            ("JITBRIDGE_SESSIONS__REDIS_URL", "redis://127.0.0.1:6379"),
+            ("JITBRIDGE_LOG", "debug"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.database.url.expose(),
+        "postgres://postgres@127.0.0.1/test"
+    );
+    assert_eq!(c.database.pool_size, 3);
+    assert_eq!(c.sessions.store, SessionStoreKind::Redis);
+}
+
+#[test]
+fn unknown_environment_variables_are_named() {
+    let err = load(
+        "",
+        &[("JITBRIDGE_DATABSE__URL", "x"), ("JITBRIDGE_FOO", "y")],
+    )
+    .unwrap_err();
+    let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["JITBRIDGE_DATABSE__URL", "JITBRIDGE_FOO"]);
+}
+
+#[test]
+fn every_problem_is_reported_with_key_value_and_fix() {
+    let err = load(
+        r#"
+[server]
+listen = "nope"
+[sessions]
+store = "memcached"
+idle_timeout = "forever"
+[[connection]]
+name = "Bad Name"
+kind = "oidc"
+issuer = "http://idp.example.com"
+client_id = "x"
+allowed_algs = ["none", "HS256"]
+"#,
+        &[],
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "server.listen = \"nope\"",
+        "sessions.store = \"memcached\"",
+        "sessions.idle_timeout = \"forever\"",
+        "connection[Bad Name].name",
+        "connection[Bad Name].issuer = \"http://idp.example.com\"",
+        "allowed_algs = \"none\"",
+        "allowed_algs = \"HS256\"",
+        "fix:",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused() {
+    let err = load("[server]\nlisten_addr = \"127.0.0.1:1\"", &[]).unwrap_err();
+    assert!(err.to_string().contains("listen_addr"), "{err}");
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug() {
+    let c = load(OIDC, &[]).unwrap();
+    assert!(!format!("{c:?}").contains("s3cret"));
+    let err = load(
+        &OIDC.replace(
+            "client_secret = \"s3cret\"",
+            "client_secret = { env = \"JB_NOPE_UNSET\" }",
+        ),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("JB_NOPE_UNSET"));
+}
+
+#[test]
+fn mapping_errors_are_prefixed_with_the_connection() {
+    let err = load(
+        &format!("{OIDC}\n[connection.mapping]\nusername = \"{{a b}}\""),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("connection[corp].mapping.username"),
+        "{err}"
+    );
+}

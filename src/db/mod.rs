@@ -1,0 +1,254 @@
+//! Storage: one diesel code base over SQLite (embedded default) and PostgreSQL (production).
+//!
+//! Backend-specific code stays in this module: choosing the backend from the URL (so that
+//! "database unreachable" reads as such, instead of diesel's MultiConnection trying each
+//! backend in turn and reporting the last failure), SQLite pragmas, migrations per backend,
+//! and write transactions that take SQLite's write lock up front. Diesel is synchronous, so
+//! callers go through [`Db::run`], which runs the closure on the blocking thread pool.
+
+pub mod models;
+pub mod schema;
+
+use crate::config::Secret;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgresql");
+/// Serialises concurrent `migrate` runs from several replicas on PostgreSQL.
+const MIGRATION_LOCK_KEY: i64 = 0x6a69_7462_7269_6467; // "jitbridg"
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database query failed")]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// Opens connections of the backend named by the URL scheme.
+#[derive(Debug)]
+pub struct DbManager {
+    backend: Backend,
+    /// For SQLite, the file path; for PostgreSQL, the URL (may contain a password).
+    target: Secret,
+}
+
+impl DbManager {
+    pub fn new(url: &Secret) -> Result<Self, DbError> {
+        let u = url.expose();
+        if let Some(path) = u
+            .strip_prefix("sqlite://")
+            .or_else(|| u.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(DbError::Unavailable("the sqlite URL names no file".into()));
+            }
+            Ok(Self {
+                backend: Backend::Sqlite,
+                target: Secret::new(path),
+            })
+        } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+            Ok(Self {
+                backend: Backend::Postgres,
+                target: url.clone(),
+            })
+        } else {
+            Err(DbError::Unavailable(
+                "unsupported database URL scheme (use sqlite:// or postgres://)".into(),
+            ))
+        }
+    }
+}
+
+impl ManageConnection for DbManager {
+    type Connection = DbConnection;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConnection, DbError> {
+        let unavailable = |e: diesel::ConnectionError| DbError::Unavailable(e.to_string());
+        match self.backend {
+            Backend::Postgres => PgConnection::establish(self.target.expose())
+                .map(DbConnection::Postgresql)
+                .map_err(unavailable),
+            Backend::Sqlite => {
+                let mut c =
+                    SqliteConnection::establish(self.target.expose()).map_err(unavailable)?;
+                // WAL lets readers proceed during a write; busy_timeout makes concurrent writers
+                // wait for the lock instead of failing; foreign keys are off by default in SQLite.
+                c.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                Ok(DbConnection::Sqlite(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+pub type PooledConn = r2d2::PooledConnection<DbManager>;
+
+/// A connection pool plus the knowledge of which backend it talks to.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<DbManager>,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects (checking one connection at once, so a wrong URL fails at start) and returns the pool.
+    pub fn connect(url: &Secret, pool_size: u32) -> Result<Self, DbError> {
+        let manager = DbManager::new(url)?;
+        let backend = manager.backend;
+        // Check the target directly first: r2d2 would only report a time-out.
+        drop(manager.connect()?);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn get(&self) -> Result<PooledConn, DbError> {
+        self.pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Runs blocking database work off the async executor.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.get()?;
+            f(&mut conn)
+        })
+        .await
+        .unwrap_or_else(|join| {
+            Err(DbError::Unavailable(format!("database task failed: {join}")).into())
+        })
+    }
+
+    /// Applies pending migrations; returns their versions.
+    pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.get()?;
+        let mig = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+        let names = |v: Vec<diesel::migration::MigrationVersion<'_>>| {
+            v.iter().map(|v| v.to_string()).collect()
+        };
+        match &mut *conn {
+            DbConnection::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(names)
+                .map_err(mig),
+            DbConnection::Postgresql(c) => {
+                diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                    .execute(c)?;
+                let r: Result<Vec<String>, DbError> = c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(names)
+                    .map_err(mig);
+                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                    .execute(c)?;
+                r
+            }
+        }
+    }
+
+    /// Liveness of the database for `/readyz`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|c| c.batch_execute("SELECT 1").map_err(DbError::Query))
+            .await
+    }
+}
+
+impl DbConnection {
+    /// A read-write transaction. On SQLite it starts with `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads first and writes later fails with SQLITE_BUSY when another writer
+    /// got in between (the busy timeout does not apply to lock upgrades), which concurrent
+    /// first logins of one person would hit every time.
+    pub fn write_transaction<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        match self {
+            Self::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+            Self::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+        }
+        match f(self) {
+            Ok(v) => match <Self as TransactionManager<Self>>::commit_transaction(self) {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = <Self as TransactionManager<Self>>::rollback_transaction(self);
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = <Self as TransactionManager<Self>>::rollback_transaction(self);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Now, in UTC, at the precision both backends keep (microseconds).
+pub fn now() -> time::PrimitiveDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now);
+    time::PrimitiveDateTime::new(now.date(), now.time())
+}

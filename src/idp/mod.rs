@@ -1,0 +1,43 @@
+//! Protocol adapters. Each one owns everything protocol-specific (discovery, PKCE, state,
+//! nonce, signatures, key rotation) and hands on a [`NormalizedLogin`]; nothing after it knows
+//! which protocol the login came from.
+
+pub mod logout_token;
+pub mod oidc;
+
+use crate::mapping::Claims;
+
+/// A verified login, protocol-neutral.
+#[derive(Debug, Clone)]
+pub struct NormalizedLogin {
+    pub connection: String,
+    pub subject: String,
+    /// Verified claims; unmapped ones are dropped by the mapping and never stored or logged.
+    pub claims: Claims,
+    /// The IdP's session id (OIDC `sid`, SAML SessionIndex), for IdP-initiated logout.
+    pub idp_session: Option<String>,
+}
+
+/// Why the adapter refused a login response. Messages are safe to show and to log: they name
+/// what failed, never token contents.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("the identity provider reported an error: {code}")]
+    ProviderError { code: String },
+    #[error("the response carries no authorization code")]
+    MissingCode,
+    #[error("the `iss` response parameter is missing, but the provider promises it (RFC 9207)")]
+    IssuerParamMissing,
+    #[error("the `iss` response parameter names another issuer (possible mix-up attack)")]
+    IssuerParamMismatch,
+    #[error("the identity provider refused the authorization code ({code})")]
+    CodeRejected { code: String },
+    #[error("the token response carries no ID token")]
+    IdTokenMissing,
+    #[error("the ID token is invalid: {0}")]
+    IdTokenInvalid(String),
+    #[error("the userinfo response is invalid: {0}")]
+    UserinfoInvalid(String),
+    #[error("the identity provider is unreachable or answered badly: {0}")]
+    Unavailable(String),
+}

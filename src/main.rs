@@ -1,0 +1,14 @@
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = jitbridge::cli::Cli::parse();
+    jitbridge::telemetry::init();
+    match jitbridge::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

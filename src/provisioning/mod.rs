@@ -1,0 +1,299 @@
+//! Just-in-time provisioning: the only writer of accounts at login.
+//!
+//! One transaction finds the identity by (connection, subject) and updates its account, or
+//! creates account + identity. Claim-derived roles are replaced by this login's set; manual and
+//! temporary grants are left alone. Concurrent first logins of one subject race on the
+//! identities primary key: the loser's transaction rolls back on the unique violation and its
+//! retry finds the winner's account, so exactly one account exists whatever the timing.
+
+use crate::audit::{self, Event, Outcome};
+use crate::db::models::{Account, AccountRole, Identity, STATUS_ACTIVE};
+use crate::db::schema::{account_roles, accounts, identities};
+use crate::db::{DbConnection, DbError, now};
+use crate::mapping::Profile;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+const MAX_ATTEMPTS: usize = 5;
+pub const ROLE_SOURCE_CLAIMS: &str = "claims";
+
+/// What a session (and so forward-auth) needs to know about an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSnapshot {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub account: AccountSnapshot,
+    pub created: bool,
+    pub changed_fields: Vec<&'static str>,
+    pub roles_added: Vec<String>,
+    pub roles_removed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("this account is disabled")]
+    AccountDisabled { account_id: String },
+    #[error("the username is already used by another account")]
+    UsernameTaken,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ProvisionError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// Who logs in: the identity key and the login's request id (for the audit trail).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginKey<'a> {
+    pub connection: &'a str,
+    pub subject: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+pub fn provision(
+    conn: &mut DbConnection,
+    key: LoginKey<'_>,
+    profile: &Profile,
+) -> Result<Provisioned, ProvisionError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match conn.write_transaction(|c| provision_once(c, key, profile)) {
+            Err(ProvisionError::Db(e)) if e.is_unique_violation() && attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, "concurrent first login, retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+fn provision_once(
+    c: &mut DbConnection,
+    key: LoginKey<'_>,
+    profile: &Profile,
+) -> Result<Provisioned, ProvisionError> {
+    let at = now();
+    let attributes = serde_json::to_string(&profile.attributes).expect("json map serializes");
+    // Order matters under READ COMMITTED (PostgreSQL), where each statement sees the data
+    // committed before it started: read the username's owner first. A concurrent first login
+    // of this subject commits its account and identity together, so if this read sees that
+    // account, the identity read below (a later statement) sees its identity too, and we take
+    // the update path instead of mistaking the person for a name collision.
+    let username_owner: Option<String> = accounts::table
+        .filter(accounts::username.eq(&profile.username))
+        .select(accounts::id)
+        .first(c)
+        .optional()?;
+
+    let existing: Option<Account> = identities::table
+        .inner_join(accounts::table)
+        .filter(identities::connection.eq(key.connection))
+        .filter(identities::subject.eq(key.subject))
+        .select(Account::as_select())
+        .first(c)
+        .optional()?;
+
+    let (account, created, changed_fields) = match existing {
+        Some(acc) if acc.status != STATUS_ACTIVE => {
+            return Err(ProvisionError::AccountDisabled { account_id: acc.id });
+        }
+        Some(mut acc) => {
+            if username_owner
+                .as_ref()
+                .is_some_and(|owner| *owner != acc.id)
+            {
+                return Err(ProvisionError::UsernameTaken);
+            }
+            let mut changed = Vec::new();
+            if acc.username != profile.username {
+                acc.username.clone_from(&profile.username);
+                changed.push("username");
+            }
+            if acc.email != profile.email {
+                acc.email.clone_from(&profile.email);
+                changed.push("email");
+            }
+            if acc.display_name != profile.display_name {
+                acc.display_name.clone_from(&profile.display_name);
+                changed.push("display_name");
+            }
+            if acc.attributes != attributes {
+                acc.attributes = attributes;
+                changed.push("attributes");
+            }
+            if !changed.is_empty() {
+                acc.updated_at = at;
+            }
+            acc.last_login_at = Some(at);
+            diesel::update(accounts::table.find(&acc.id))
+                .set(&acc)
+                .execute(c)?;
+            diesel::update(identities::table.find((key.connection, key.subject)))
+                .set(identities::last_login_at.eq(Some(at)))
+                .execute(c)?;
+            (acc, false, changed)
+        }
+        None => {
+            if username_owner.is_some() {
+                // Another subject owns the name (see the ordering note above). A concurrent
+                // first login of this subject that has not committed yet makes our insert
+                // below fail with a unique violation instead, which `provision` retries.
+                return Err(ProvisionError::UsernameTaken);
+            }
+            let acc = Account {
+                id: uuid::Uuid::new_v4().to_string(),
+                username: profile.username.clone(),
+                email: profile.email.clone(),
+                display_name: profile.display_name.clone(),
+                attributes,
+                status: STATUS_ACTIVE.into(),
+                disabled_reason: None,
+                created_at: at,
+                updated_at: at,
+                last_login_at: Some(at),
+                disabled_at: None,
+            };
+            diesel::insert_into(accounts::table)
+                .values(&acc)
+                .execute(c)?;
+            diesel::insert_into(identities::table)
+                .values(Identity {
+                    connection: key.connection.into(),
+                    subject: key.subject.into(),
+                    account_id: acc.id.clone(),
+                    created_at: at,
+                    last_login_at: Some(at),
+                    last_seen_in_directory: None,
+                    missing_since: None,
+                    missing_count: 0,
+                })
+                .execute(c)?;
+            (acc, true, vec![])
+        }
+    };
+
+    let (roles_added, roles_removed) = replace_claim_roles(c, &account.id, &profile.roles, at)?;
+    let roles = effective_roles(c, &account.id, at)?;
+
+    let details = json!({
+        "subject": key.subject,
+        "changed_fields": changed_fields,
+        "roles_added": roles_added,
+        "roles_removed": roles_removed,
+        "dropped_claims": profile.dropped_claims.len(),
+    });
+    let request_id = key.request_id.map(str::to_string);
+    if created {
+        audit::record(
+            c,
+            Event::new("account.created", Outcome::Success)
+                .account(&account.id)
+                .connection(key.connection)
+                .details(details.clone())
+                .request_id(request_id.clone()),
+        )?;
+    } else if !changed_fields.is_empty() || !roles_added.is_empty() || !roles_removed.is_empty() {
+        audit::record(
+            c,
+            Event::new("account.updated", Outcome::Success)
+                .account(&account.id)
+                .connection(key.connection)
+                .details(details)
+                .request_id(request_id.clone()),
+        )?;
+    }
+    audit::record(
+        c,
+        Event::new("login.succeeded", Outcome::Success)
+            .actor(format!("subject:{}", key.subject))
+            .account(&account.id)
+            .connection(key.connection)
+            .request_id(request_id),
+    )?;
+
+    Ok(Provisioned {
+        account: AccountSnapshot {
+            id: account.id,
+            username: account.username,
+            email: account.email,
+            display_name: account.display_name,
+            roles,
+        },
+        created,
+        changed_fields,
+        roles_added,
+        roles_removed,
+    })
+}
+
+/// Replaces the claim-derived roles with `wanted`; returns (added, removed).
+fn replace_claim_roles(
+    c: &mut DbConnection,
+    account_id: &str,
+    wanted: &BTreeSet<String>,
+    at: time::PrimitiveDateTime,
+) -> Result<(Vec<String>, Vec<String>), ProvisionError> {
+    let current: BTreeSet<String> = account_roles::table
+        .filter(account_roles::account_id.eq(account_id))
+        .filter(account_roles::source.eq(ROLE_SOURCE_CLAIMS))
+        .select(account_roles::role)
+        .load::<String>(c)?
+        .into_iter()
+        .collect();
+    let removed: Vec<String> = current.difference(wanted).cloned().collect();
+    let added: Vec<String> = wanted.difference(&current).cloned().collect();
+    if !removed.is_empty() {
+        diesel::delete(
+            account_roles::table
+                .filter(account_roles::account_id.eq(account_id))
+                .filter(account_roles::source.eq(ROLE_SOURCE_CLAIMS))
+                .filter(account_roles::role.eq_any(&removed)),
+        )
+        .execute(c)?;
+    }
+    // One statement per role: diesel's multi-backend connection has no batch insert.
+    for role in &added {
+        diesel::insert_into(account_roles::table)
+            .values(AccountRole {
+                account_id: account_id.into(),
+                role: role.clone(),
+                source: ROLE_SOURCE_CLAIMS.into(),
+                granted_at: at,
+                expires_at: None,
+            })
+            .execute(c)?;
+    }
+    Ok((added, removed))
+}
+
+/// Every role the account holds now, whatever its source, without duplicates.
+pub fn effective_roles(
+    c: &mut DbConnection,
+    account_id: &str,
+    at: time::PrimitiveDateTime,
+) -> Result<Vec<String>, DbError> {
+    let roles: BTreeSet<String> = account_roles::table
+        .filter(account_roles::account_id.eq(account_id))
+        .filter(
+            account_roles::expires_at
+                .is_null()
+                .or(account_roles::expires_at.gt(at)),
+        )
+        .select(account_roles::role)
+        .load::<String>(c)?
+        .into_iter()
+        .collect();
+    Ok(roles.into_iter().collect())
+}

@@ -1,0 +1,211 @@
+//! In-process session store: the embedded default, for a single bridge process.
+//!
+//! Reads take a shared lock and touch the idle timer through an atomic, so concurrent
+//! forward-auth checks never wait on each other.
+
+use super::{PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+struct Entry {
+    record: SessionRecord,
+    /// Unix milliseconds: whole seconds would misjudge idleness by up to a second.
+    last_seen_ms: AtomicI64,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<String, Arc<Entry>>,
+    by_account: HashMap<String, HashSet<String>>,
+    /// IdP session (connection + sid) -> session keys, for back-channel logout.
+    by_idp: HashMap<String, HashSet<String>>,
+    logins: HashMap<String, (PendingLogin, i64)>,
+    seen_once: HashMap<String, i64>,
+}
+
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+    timeouts: Timeouts,
+}
+
+impl MemoryStore {
+    pub fn new(timeouts: Timeouts) -> Self {
+        Self {
+            inner: RwLock::new(Inner::default()),
+            timeouts,
+        }
+    }
+
+    pub(super) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters for safety (each update is a single insert/remove), so keep serving.
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) async fn insert(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+    ) -> Result<(), SessionError> {
+        let mut inner = self.write();
+        inner
+            .by_account
+            .entry(record.account.id.clone())
+            .or_default()
+            .insert(key.to_string());
+        if let Some(idp) = record.idp_key() {
+            inner.by_idp.entry(idp).or_default().insert(key.to_string());
+        }
+        inner.sessions.insert(
+            key.to_string(),
+            Arc::new(Entry {
+                record: record.clone(),
+                last_seen_ms: AtomicI64::new(now_ms()),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Before its absolute end and used within the idle timeout.
+    fn is_live(&self, e: &Entry, now: i64, now_ms: i64) -> bool {
+        now < e.record.expires_at
+            && now_ms - e.last_seen_ms.load(Ordering::Relaxed)
+                < self.timeouts.idle.as_millis() as i64
+    }
+
+    pub(super) async fn get(
+        &self,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, SessionError> {
+        let entry = {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            inner.sessions.get(key).cloned()
+        };
+        let Some(entry) = entry else { return Ok(None) };
+        let ms = now_ms();
+        if !self.is_live(&entry, now, ms) {
+            self.remove(key);
+            return Ok(None);
+        }
+        entry.last_seen_ms.store(ms, Ordering::Relaxed);
+        Ok(Some(entry.record.clone()))
+    }
+
+    fn remove(&self, key: &str) {
+        remove_locked(&mut self.write(), key);
+    }
+
+    pub(super) async fn delete(&self, key: &str) -> Result<(), SessionError> {
+        self.remove(key);
+        Ok(())
+    }
+
+    pub(super) async fn revoke_account(&self, account_id: &str) -> Result<usize, SessionError> {
+        let mut inner = self.write();
+        let keys = inner.by_account.remove(account_id).unwrap_or_default();
+        for k in &keys {
+            remove_locked(&mut inner, k);
+        }
+        Ok(keys.len())
+    }
+
+    pub(super) async fn revoke_idp_session(&self, idp_key: &str) -> Result<usize, SessionError> {
+        let mut inner = self.write();
+        let keys = inner.by_idp.remove(idp_key).unwrap_or_default();
+        for k in &keys {
+            remove_locked(&mut inner, k);
+        }
+        Ok(keys.len())
+    }
+
+    pub(super) async fn put_login(
+        &self,
+        key: &str,
+        login: &PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), SessionError> {
+        let expires = unix_now() + ttl.as_secs() as i64;
+        self.write()
+            .logins
+            .insert(key.to_string(), (login.clone(), expires));
+        Ok(())
+    }
+
+    pub(super) async fn take_login(&self, key: &str) -> Result<Option<PendingLogin>, SessionError> {
+        Ok(match self.write().logins.remove(key) {
+            Some((login, expires)) if unix_now() < expires => Some(login),
+            _ => None,
+        })
+    }
+
+    pub(super) async fn first_use(&self, key: &str, ttl: Duration) -> Result<bool, SessionError> {
+        let now = unix_now();
+        let mut inner = self.write();
+        match inner.seen_once.get(key) {
+            Some(until) if *until > now => Ok(false),
+            _ => {
+                inner
+                    .seen_once
+                    .insert(key.to_string(), now + ttl.as_secs() as i64);
+                Ok(true)
+            }
+        }
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), SessionError> {
+        Ok(())
+    }
+
+    /// Drops expired entries; called periodically so that abandoned sessions and logins do not
+    /// accumulate. Returns how many were removed.
+    pub fn purge_expired(&self) -> usize {
+        let (now, ms) = (unix_now(), now_ms());
+        let expired: Vec<String> = {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            inner
+                .sessions
+                .iter()
+                .filter(|(_, e)| !self.is_live(e, now, ms))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for k in &expired {
+            self.remove(k);
+        }
+        let mut inner = self.write();
+        let before = inner.logins.len() + inner.seen_once.len();
+        inner.logins.retain(|_, (_, exp)| *exp > now);
+        inner.seen_once.retain(|_, until| *until > now);
+        expired.len() + before - inner.logins.len() - inner.seen_once.len()
+    }
+}
+
+/// Removes a session and its index entries (the caller holds the write lock).
+fn remove_locked(inner: &mut Inner, key: &str) {
+    let Some(e) = inner.sessions.remove(key) else {
+        return;
+    };
+    let unindex = |map: &mut HashMap<String, HashSet<String>>, k: &str| {
+        if let Some(set) = map.get_mut(k) {
+            set.remove(key);
+            if set.is_empty() {
+                map.remove(k);
+            }
+        }
+    };
+    unindex(&mut inner.by_account, &e.record.account.id);
+    if let Some(idp) = e.record.idp_key() {
+        unindex(&mut inner.by_idp, &idp);
+    }
+}

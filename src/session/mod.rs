@@ -1,0 +1,218 @@
+//! Sessions: an opaque random id in the cookie; the record lives server-side, in-process by
+//! default or in Redis so that replicas share it.
+//!
+//! The store never sees the cookie value itself: it is keyed by SHA-256 of the id, so a dump of
+//! Redis (or of memory) does not hand out live cookies. The same store keeps short-lived login
+//! state (state, nonce, PKCE verifier) for single use, and "seen once" markers for replay caches,
+//! so that a login started on one replica can finish on another.
+
+mod memory;
+mod redis_store;
+pub mod revocations;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+use crate::provisioning::AccountSnapshot;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::TryRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// Bytes of randomness in a session id (256 bits, from the OS CSPRNG).
+const ID_BYTES: usize = 32;
+
+/// A session id as it travels in the cookie. Not `Debug`-printable on purpose.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn generate() -> Self {
+        Self(random_token())
+    }
+
+    /// Accepts only what [`SessionId::generate`] could have produced, so junk never reaches the store.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 43
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key under which the store keeps this session.
+    pub fn store_key(&self) -> String {
+        hash_key(&self.0)
+    }
+}
+
+/// 256 random bits, base64url without padding (43 characters).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; ID_BYTES];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random number generator is available");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Hex SHA-256, for keys derived from secrets (session ids, login state).
+pub fn hash_key(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// What the server keeps for a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub account: AccountSnapshot,
+    pub connection: String,
+    pub subject: String,
+    /// The IdP's session id (OIDC `sid`), for back-channel and front-channel logout.
+    pub idp_session: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds: the absolute end, whatever the activity.
+    pub expires_at: i64,
+}
+
+impl SessionRecord {
+    /// The key of the IdP session this session belongs to, if the IdP named one.
+    pub fn idp_key(&self) -> Option<String> {
+        self.idp_session
+            .as_deref()
+            .map(|sid| idp_key(&self.connection, sid))
+    }
+}
+
+fn idp_key(connection: &str, sid: &str) -> String {
+    hash_key(&format!("{connection}\u{0}{sid}"))
+}
+
+/// A login between `/login` and the callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub connection: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// Where to send the browser afterwards (already validated).
+    pub return_to: String,
+    /// SHA-256 of the value of the browser-binding cookie set at `/login`.
+    pub browser_binding: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored session record is unreadable")]
+    Corrupt,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+/// The session store; one variant per backend. An enum rather than a trait object keeps the
+/// forward-auth hot path free of boxing and dynamic dispatch.
+#[derive(Clone)]
+pub enum SessionStore {
+    Memory(std::sync::Arc<MemoryStore>),
+    Redis(RedisStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            SessionStore::Memory($s) => $e,
+            SessionStore::Redis($s) => $e,
+        }
+    };
+}
+
+impl SessionStore {
+    pub fn memory(timeouts: Timeouts) -> Self {
+        Self::Memory(std::sync::Arc::new(MemoryStore::new(timeouts)))
+    }
+
+    pub async fn redis(url: &str, prefix: &str, timeouts: Timeouts) -> Result<Self, SessionError> {
+        Ok(Self::Redis(
+            RedisStore::connect(url, prefix, timeouts).await?,
+        ))
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        dispatch!(self, s => s.timeouts())
+    }
+
+    /// Stores a new session and returns its id (for the cookie).
+    pub async fn create(&self, record: SessionRecord) -> Result<SessionId, SessionError> {
+        let id = SessionId::generate();
+        dispatch!(self, s => s.insert(&id.store_key(), &record).await)?;
+        Ok(id)
+    }
+
+    /// The live session for this id, refreshing its idle timer; `None` when unknown or expired.
+    pub async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, SessionError> {
+        dispatch!(self, s => s.get(&id.store_key(), unix_now()).await)
+    }
+
+    pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
+        dispatch!(self, s => s.delete(&id.store_key()).await)
+    }
+
+    /// Ends every session of the account; returns how many there were.
+    pub async fn revoke_account(&self, account_id: &str) -> Result<usize, SessionError> {
+        dispatch!(self, s => s.revoke_account(account_id).await)
+    }
+
+    /// Ends every session that belongs to the IdP session `sid` of the connection (back-channel
+    /// logout); returns how many there were.
+    pub async fn revoke_idp_session(
+        &self,
+        connection: &str,
+        sid: &str,
+    ) -> Result<usize, SessionError> {
+        dispatch!(self, s => s.revoke_idp_session(&idp_key(connection, sid)).await)
+    }
+
+    pub async fn put_login(
+        &self,
+        state: &str,
+        login: &PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), SessionError> {
+        dispatch!(self, s => s.put_login(&hash_key(state), login, ttl).await)
+    }
+
+    /// Takes a pending login out of the store: a second call with the same state finds nothing.
+    pub async fn take_login(&self, state: &str) -> Result<Option<PendingLogin>, SessionError> {
+        dispatch!(self, s => s.take_login(&hash_key(state)).await)
+    }
+
+    /// Records `key` for `ttl`; false when it was already recorded (a replay).
+    pub async fn first_use(&self, key: &str, ttl: Duration) -> Result<bool, SessionError> {
+        dispatch!(self, s => s.first_use(&hash_key(key), ttl).await)
+    }
+
+    /// A live round trip, for `/readyz` and start-up validation.
+    pub async fn ping(&self) -> Result<(), SessionError> {
+        dispatch!(self, s => s.ping().await)
+    }
+}
+
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

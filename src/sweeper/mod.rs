@@ -1,0 +1,261 @@
+//! The deprovisioning sweeper: disables local accounts whose people are gone from the IdP's
+//! directory, and ends their sessions at once.
+//!
+//! One sweep = lease -> local identities -> stream the listing into the reconciler -> plan ->
+//! safety gates -> apply (one transaction) -> revoke sessions. Found, not found and error are
+//! three different outcomes: any listing error aborts the sweep with no change at all.
+//! `sweep_once` is what the CLI and the tests call; `run_until_stopped` schedules it inside
+//! `serve`.
+
+pub mod reconcile;
+pub mod store;
+
+use crate::config::{ConnectionConfig, DirectoryConfig};
+use crate::db::{Db, DbError, now};
+use crate::directory::{DirectoryError, DirectorySource};
+use crate::session::SessionStore;
+use reconcile::{Plan, Reconciler};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use store::RunStats;
+
+/// How long a lease lasts without renewal; a sweeper killed mid-run blocks the next one at
+/// most this long.
+const LEASE: time::Duration = time::Duration::seconds(120);
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SweepOptions {
+    /// Compute and report the plan; change nothing.
+    pub dry_run: bool,
+    /// Pass the mass-disable gate (never the empty-listing gate).
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepOutcome {
+    Applied,
+    DryRun,
+    Aborted(String),
+    /// Another sweeper holds the connection's lease.
+    Busy {
+        holder: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepReport {
+    pub connection: String,
+    pub outcome: SweepOutcome,
+    pub plan: Option<Plan>,
+    pub stats: RunStats,
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("connection {0:?} has no [connection.directory]")]
+    NoDirectory(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// One sweep of one connection.
+#[tracing::instrument(skip_all, fields(connection = %connection.name, dry_run = opts.dry_run))]
+pub async fn sweep_once<S: DirectorySource>(
+    db: &Db,
+    sessions: Option<&SessionStore>,
+    connection: &ConnectionConfig,
+    mut source: S,
+    opts: SweepOptions,
+) -> Result<SweepReport, SweepError> {
+    let dir: DirectoryConfig = connection
+        .directory
+        .clone()
+        .ok_or_else(|| SweepError::NoDirectory(connection.name.clone()))?;
+    let name = connection.name.clone();
+    let started = now();
+    let clock = Instant::now();
+    let holder = format!(
+        "{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let report = |outcome, plan, stats| SweepReport {
+        connection: name.clone(),
+        outcome,
+        plan,
+        stats,
+        duration: clock.elapsed(),
+    };
+
+    let (n, h) = (name.clone(), holder.clone());
+    if let Err(other) = db
+        .run(move |c| store::acquire_lease(c, &n, &h, LEASE))
+        .await?
+    {
+        tracing::info!(holder = %other, "another sweeper is running; skipping");
+        return Ok(report(
+            SweepOutcome::Busy { holder: other },
+            None,
+            RunStats::default(),
+        ));
+    }
+    let result = sweep_locked(
+        db,
+        sessions,
+        &name,
+        &dir,
+        &mut source,
+        opts,
+        &holder,
+        started,
+    )
+    .await;
+    let (n, h) = (name.clone(), holder.clone());
+    db.run(move |c| store::release_lease(c, &n, &h)).await?;
+    let (outcome, plan, stats) = result?;
+    let r = report(outcome, plan, stats);
+    tracing::info!(outcome = ?r.outcome, seen = r.stats.seen, disabled = r.stats.disabled, ms = r.duration.as_millis() as u64, "sweep finished");
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sweep_locked<S: DirectorySource>(
+    db: &Db,
+    sessions: Option<&SessionStore>,
+    name: &str,
+    dir: &DirectoryConfig,
+    source: &mut S,
+    opts: SweepOptions,
+    holder: &str,
+    started: time::PrimitiveDateTime,
+) -> Result<(SweepOutcome, Option<Plan>, RunStats), SweepError> {
+    let n = name.to_string();
+    let locals = db.run(move |c| store::load_locals(c, &n)).await?;
+    let mut reconciler = Reconciler::new(locals);
+    let mut renewed = Instant::now();
+    loop {
+        match source.next_page().await {
+            Ok(Some(page)) => {
+                for e in &page {
+                    reconciler.observe(&e.subject, e.active);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return abort(db, name, started, listing_reason(&e), opts).await,
+        }
+        if renewed.elapsed() > LEASE_RENEW_EVERY {
+            let (n, h) = (name.to_string(), holder.to_string());
+            db.run(move |c| store::acquire_lease(c, &n, &h, LEASE))
+                .await?
+                .ok();
+            renewed = Instant::now();
+        }
+    }
+    let plan = reconciler.finish(&dir.policy, crate::session::unix_now(), opts.force);
+    if let Some(reason) = plan.abort.clone() {
+        let (outcome, _, stats) = abort(db, name, started, reason, opts).await?;
+        return Ok((outcome, Some(plan), stats));
+    }
+    if opts.dry_run {
+        let stats = RunStats {
+            seen: plan.seen as i64,
+            missing: plan.count(|a| {
+                matches!(
+                    a,
+                    reconcile::Action::MarkMissing { .. } | reconcile::Action::Disable { .. }
+                )
+            }) as i64,
+            disabled: plan.disables() as i64,
+            reactivated: plan.count(|a| matches!(a, reconcile::Action::Reactivate)) as i64,
+            purged: plan.count(|a| matches!(a, reconcile::Action::Purge)) as i64,
+            deprovision_seconds_sum: 0,
+        };
+        let (n, s) = (name.to_string(), stats.clone());
+        db.run(move |c| store::record_run(c, &n, started, "dry-run", None, &s))
+            .await?;
+        return Ok((SweepOutcome::DryRun, Some(plan), stats));
+    }
+    let (n, p, purge) = (name.to_string(), plan.clone(), dir.policy.purge);
+    let (stats, revoke) = db
+        .run(move |c| store::apply(c, &n, &p, purge, started))
+        .await?;
+    if let Some(sessions) = sessions {
+        for account in &revoke {
+            if let Err(e) = sessions.revoke_account(account).await {
+                // The revocation log written in the same transaction still reaches every process.
+                tracing::error!(error = %e, "could not revoke sessions directly; the revocation log will");
+            }
+        }
+    }
+    Ok((SweepOutcome::Applied, Some(plan), stats))
+}
+
+fn listing_reason(e: &DirectoryError) -> String {
+    format!("the directory listing failed, so nothing was changed: {e}")
+}
+
+async fn abort(
+    db: &Db,
+    name: &str,
+    started: time::PrimitiveDateTime,
+    reason: String,
+    opts: SweepOptions,
+) -> Result<(SweepOutcome, Option<Plan>, RunStats), SweepError> {
+    tracing::warn!(reason = %reason, "sweep aborted");
+    let (n, r) = (name.to_string(), reason.clone());
+    db.run(move |c| {
+        c.write_transaction(|c| {
+            store::record_run(c, &n, started, "aborted", Some(&r), &RunStats::default())?;
+            crate::audit::record(
+                c,
+                crate::audit::Event::new("sweep.aborted", crate::audit::Outcome::Failure)
+                    .actor("sweeper")
+                    .connection(&n)
+                    .details(json!({ "reason": r, "dry_run": opts.dry_run })),
+            )
+        })
+    })
+    .await?;
+    Ok((SweepOutcome::Aborted(reason), None, RunStats::default()))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The background job inside `serve`: sweeps every connection that has a directory, each on
+/// its own schedule (interval plus random jitter so replicas do not align).
+pub async fn run_until_stopped(db: Db, sessions: SessionStore, connections: Vec<ConnectionConfig>) {
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .filter(|c| c.directory.is_some())
+        .map(|conn| {
+            let (db, sessions) = (db.clone(), sessions.clone());
+            tokio::spawn(async move {
+                let dir = conn.directory.clone().expect("filtered");
+                loop {
+                    let jitter = if dir.jitter.is_zero() { Duration::ZERO } else { Duration::from_millis(rand::random_range(0..dir.jitter.as_millis() as u64)) };
+                    tokio::time::sleep(dir.interval + jitter).await;
+                    let source = match crate::directory::Directory::open(&dir) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(connection = %conn.name, error = %e, "cannot open the directory");
+                            continue;
+                        }
+                    };
+                    if let Err(e) = sweep_once(&db, Some(&sessions), &conn, source, SweepOptions::default()).await {
+                        tracing::error!(connection = %conn.name, error = %e, "sweep failed");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}

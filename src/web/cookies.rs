@@ -1,0 +1,53 @@
+//! The bridge's cookies: the session cookie (opaque id) and, during a login, a browser-binding
+//! cookie per started login, so that a callback is accepted only in the browser that started it
+//! (login CSRF) and several tabs can log in at once.
+
+use crate::config::CookieConfig;
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::cookie::{Cookie, SameSite};
+use std::time::Duration;
+
+fn base<'c>(cfg: &CookieConfig, name: String, value: String, max_age: Duration) -> Cookie<'c> {
+    let mut c = Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .secure(cfg.secure)
+        // Lax: sent on the top-level GET that comes back from the IdP, never on cross-site
+        // subrequests or POSTs.
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(max_age.as_secs() as i64))
+        .finish();
+    if let Some(d) = &cfg.domain {
+        c.set_domain(d.clone());
+    }
+    c
+}
+
+pub fn session<'c>(cfg: &CookieConfig, id: &str, max_age: Duration) -> Cookie<'c> {
+    base(cfg, cfg.name.clone(), id.to_string(), max_age)
+}
+
+pub fn clear_session<'c>(cfg: &CookieConfig) -> Cookie<'c> {
+    let mut c = base(cfg, cfg.name.clone(), String::new(), Duration::ZERO);
+    c.make_removal();
+    c
+}
+
+/// The binding cookie's name for one login, derived from its state.
+pub fn login_name(cfg: &CookieConfig, state: &str) -> String {
+    let suffix = &crate::session::hash_key(state)[..16];
+    format!("{}-login-{suffix}", cfg.name)
+}
+
+pub fn login<'c>(cfg: &CookieConfig, state: &str, binding: &str, max_age: Duration) -> Cookie<'c> {
+    // The binding cookie is host-only even when the session cookie spans a domain.
+    let mut c = base(cfg, login_name(cfg, state), binding.to_string(), max_age);
+    c.unset_domain();
+    c
+}
+
+pub fn clear_login<'c>(cfg: &CookieConfig, state: &str) -> Cookie<'c> {
+    let mut c = login(cfg, state, "", Duration::ZERO);
+    c.make_removal();
+    c
+}

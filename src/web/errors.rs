@@ -1,0 +1,149 @@
+//! Errors at the HTTP boundary. People get an HTML page with a clear message; the log and the
+//! audit trail get a stable reason code. Nothing here echoes tokens or claim values.
+
+use crate::idp::AdapterError;
+use crate::mapping::Refusal;
+use crate::provisioning::ProvisionError;
+use crate::session::SessionError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+/// Everything that can go wrong between `/login` and the session cookie.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("there is no connection named like this")]
+    UnknownConnection,
+    #[error("{0}")]
+    Redirect(#[from] super::redirect::RedirectRefused),
+    #[error("the login response has no state parameter")]
+    StateMissing,
+    #[error("this login link has expired or was already used; please start again")]
+    StateUnknown,
+    #[error("this login was started in another browser or tab session; please start again")]
+    BrowserMismatch,
+    #[error("this login response belongs to another connection")]
+    ConnectionMismatch,
+    #[error("{0}")]
+    Adapter(#[from] AdapterError),
+    #[error("your account cannot be created or updated: {0}")]
+    Mapping(#[from] Refusal),
+    #[error("your account is disabled; contact your administrator")]
+    AccountDisabled { account_id: String },
+    #[error("your username is already used by another account; contact your administrator")]
+    UsernameTaken,
+    #[error("the service is temporarily unavailable; please try again")]
+    Unavailable(String),
+}
+
+impl LoginError {
+    /// A stable code for the audit trail and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownConnection => "unknown_connection",
+            Self::Redirect(_) => "redirect_refused",
+            Self::StateMissing => "state_missing",
+            Self::StateUnknown => "state_unknown_or_replayed",
+            Self::BrowserMismatch => "browser_binding_mismatch",
+            Self::ConnectionMismatch => "connection_mismatch",
+            Self::Adapter(a) => match a {
+                AdapterError::ProviderError { .. } => "provider_error",
+                AdapterError::MissingCode => "code_missing",
+                AdapterError::IssuerParamMissing => "iss_param_missing",
+                AdapterError::IssuerParamMismatch => "iss_param_mismatch",
+                AdapterError::CodeRejected { .. } => "code_rejected",
+                AdapterError::IdTokenMissing => "id_token_missing",
+                AdapterError::IdTokenInvalid(_) => "id_token_invalid",
+                AdapterError::UserinfoInvalid(_) => "userinfo_invalid",
+                AdapterError::Unavailable(_) => "provider_unavailable",
+            },
+            Self::Mapping(_) => "mapping_refused",
+            Self::AccountDisabled { .. } => "account_disabled",
+            Self::UsernameTaken => "username_taken",
+            Self::Unavailable(_) => "internal_unavailable",
+        }
+    }
+}
+
+impl From<ProvisionError> for LoginError {
+    fn from(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::AccountDisabled { account_id } => Self::AccountDisabled { account_id },
+            ProvisionError::UsernameTaken => Self::UsernameTaken,
+            ProvisionError::Db(e) => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for LoginError {
+    fn from(e: SessionError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<crate::db::DbError> for LoginError {
+    fn from(e: crate::db::DbError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: String,
+    status: u16,
+}
+
+impl ResponseError for LoginError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::UnknownConnection => StatusCode::NOT_FOUND,
+            Self::AccountDisabled { .. } | Self::Mapping(_) | Self::UsernameTaken => {
+                StatusCode::FORBIDDEN
+            }
+            Self::Adapter(AdapterError::Unavailable(_)) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let title = match status {
+            StatusCode::FORBIDDEN => "Access refused",
+            StatusCode::NOT_FOUND => "Not found",
+            s if s.is_server_error() => "Temporarily unavailable",
+            _ => "Login failed",
+        };
+        // Internal causes stay in the log; the person sees the variant's own message.
+        let message = match self {
+            Self::Adapter(AdapterError::Unavailable(_)) => {
+                "the identity provider could not be reached; please try again shortly".to_string()
+            }
+            other => other.to_string(),
+        };
+        html_page(
+            status,
+            &ErrorPage {
+                title,
+                message,
+                status: status.as_u16(),
+            },
+        )
+    }
+}
+
+/// Renders an HTML page with the headers every page of ours carries.
+pub fn html_page(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            HttpResponse::InternalServerError().body("internal error")
+        }
+    }
+}

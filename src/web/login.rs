@@ -1,0 +1,346 @@
+//! `/login`, `/callback/{connection}`, `/logout`: the browser side of the pipeline.
+
+use super::errors::{LoginError, html_page};
+use super::redirect::safe_return_to;
+use super::{AppState, cookies, current_session};
+use crate::audit::{self, Event, Outcome};
+use crate::idp::AdapterError;
+use crate::provisioning::{self, LoginKey};
+use crate::session::{PendingLogin, SessionRecord, hash_key, random_token, unix_now};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    connection: Option<String>,
+    rd: Option<String>,
+}
+
+struct ConnectionLink {
+    href: String,
+    label: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct ChooserPage {
+    connections: Vec<ConnectionLink>,
+}
+
+#[derive(Template)]
+#[template(path = "logged_out.html")]
+struct LoggedOutPage;
+
+fn found(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::Found();
+    b.insert_header(("Location", location))
+        .insert_header(("Cache-Control", "no-store"));
+    b
+}
+
+/// Records a refused or failed login in the audit trail and logs its reason code.
+async fn audit_failure(
+    state: &AppState,
+    err: &LoginError,
+    connection: Option<&str>,
+    request_id: &str,
+) {
+    tracing::info!(
+        reason = err.reason(),
+        connection,
+        request_id,
+        "login refused"
+    );
+    let mut e = Event::new("login.failed", Outcome::Failure)
+        .actor("anonymous")
+        .details(json!({ "reason": err.reason(), "message": err.to_string() }))
+        .request_id(Some(request_id.to_string()));
+    if let Some(c) = connection {
+        e = e.connection(c);
+    }
+    if let LoginError::AccountDisabled { account_id } = err {
+        e = e.account(account_id);
+    }
+    if let Err(db) = state.db.run(move |c| audit::record(c, e)).await {
+        tracing::error!(error = %db, "could not write the audit event of a refused login");
+    }
+}
+
+#[tracing::instrument(skip_all, fields(connection = q.connection.as_deref()))]
+pub async fn start(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> HttpResponse {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    match start_inner(&state, &q).await {
+        Ok(r) => r,
+        Err(e) => {
+            audit_failure(&state, &e, q.connection.as_deref(), &request_id).await;
+            actix_web::ResponseError::error_response(&e)
+        }
+    }
+}
+
+async fn start_inner(state: &AppState, q: &LoginQuery) -> Result<HttpResponse, LoginError> {
+    let cfg = &state.config;
+    let return_to = safe_return_to(
+        q.rd.as_deref(),
+        &cfg.server.public_url,
+        &cfg.server.allowed_redirect_hosts,
+    )?;
+    let name = match (&q.connection, cfg.connections.as_slice()) {
+        (Some(name), _) => name.clone(),
+        (None, [only]) => only.name.clone(),
+        (None, all) => {
+            let connections = all
+                .iter()
+                .map(|c| ConnectionLink {
+                    href: format!(
+                        "/login?{}",
+                        serde_urlencoded_pairs(&[("connection", &c.name), ("rd", &return_to)])
+                    ),
+                    label: c.display_name.clone(),
+                })
+                .collect();
+            return Ok(html_page(StatusCode::OK, &ChooserPage { connections }));
+        }
+    };
+    let provider = state
+        .providers
+        .get(&name)
+        .ok_or(LoginError::UnknownConnection)?;
+    let started = provider.start().await?;
+    let binding = random_token();
+    let ttl = cfg.sessions.login_timeout;
+    let pending = PendingLogin {
+        connection: name,
+        nonce: started.nonce,
+        pkce_verifier: started.pkce_verifier,
+        return_to,
+        browser_binding: hash_key(&binding),
+        created_at: unix_now(),
+    };
+    state
+        .sessions
+        .put_login(&started.state, &pending, ttl)
+        .await?;
+    Ok(found(started.authorize_url.as_str())
+        .cookie(cookies::login(
+            &cfg.server.cookie,
+            &started.state,
+            &binding,
+            ttl,
+        ))
+        .finish())
+}
+
+fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(connection = %path))]
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<CallbackQuery>,
+) -> HttpResponse {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let connection = path.into_inner();
+    let cookie_cfg = &state.config.server.cookie;
+    let result = callback_inner(&req, &state, &connection, &q, &request_id).await;
+    let mut resp = match result {
+        Ok((session_id, return_to)) => found(&return_to)
+            .cookie(cookies::session(
+                cookie_cfg,
+                &session_id,
+                state.config.sessions.absolute_timeout,
+            ))
+            .finish(),
+        Err(e) => {
+            let known = state
+                .providers
+                .contains_key(&connection)
+                .then_some(connection.as_str());
+            audit_failure(&state, &e, known, &request_id).await;
+            actix_web::ResponseError::error_response(&e)
+        }
+    };
+    if let Some(s) = &q.state {
+        let _ = resp.add_cookie(&cookies::clear_login(cookie_cfg, s));
+    }
+    resp
+}
+
+async fn callback_inner(
+    req: &HttpRequest,
+    state: &AppState,
+    connection: &str,
+    q: &CallbackQuery,
+    request_id: &str,
+) -> Result<(String, String), LoginError> {
+    let provider = state
+        .providers
+        .get(connection)
+        .ok_or(LoginError::UnknownConnection)?;
+    let st = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or(LoginError::StateMissing)?;
+    if st.len() > 512 {
+        return Err(LoginError::StateUnknown);
+    }
+    // Single use: taken out of the store before anything else, so a replayed callback fails here.
+    let pending = state
+        .sessions
+        .take_login(st)
+        .await?
+        .ok_or(LoginError::StateUnknown)?;
+    let binding = req
+        .cookie(&cookies::login_name(&state.config.server.cookie, st))
+        .map(|c| hash_key(c.value()));
+    if binding.as_deref() != Some(pending.browser_binding.as_str()) {
+        return Err(LoginError::BrowserMismatch);
+    }
+    if pending.connection != connection {
+        return Err(LoginError::ConnectionMismatch);
+    }
+    if let Some(err) = &q.error {
+        // Echo only a well-formed OAuth error code, never free text from the URL.
+        let code = if err.len() <= 64 && err.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            err.clone()
+        } else {
+            "unrecognised_error".into()
+        };
+        return Err(AdapterError::ProviderError { code }.into());
+    }
+    provider.check_iss_param(q.iss.as_deref()).await?;
+    let code = q
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or(AdapterError::MissingCode)?;
+    let login = provider
+        .finish(code, &pending.nonce, &pending.pkce_verifier)
+        .await?;
+
+    let mapping = state
+        .config
+        .connection(connection)
+        .ok_or(LoginError::UnknownConnection)?
+        .mapping
+        .clone();
+    let profile = mapping.apply(&login.claims)?;
+    let (conn_name, subject, rid) = (
+        connection.to_string(),
+        login.subject.clone(),
+        request_id.to_string(),
+    );
+    let provisioned = state
+        .db
+        .run(move |c| {
+            provisioning::provision(
+                c,
+                LoginKey {
+                    connection: &conn_name,
+                    subject: &subject,
+                    request_id: Some(&rid),
+                },
+                &profile,
+            )
+        })
+        .await?;
+    tracing::info!(
+        account = %provisioned.account.id,
+        created = provisioned.created,
+        changed = ?provisioned.changed_fields,
+        "login succeeded"
+    );
+    let now = unix_now();
+    let record = SessionRecord {
+        account: provisioned.account,
+        connection: connection.to_string(),
+        subject: login.subject,
+        idp_session: login.idp_session,
+        created_at: now,
+        expires_at: now + state.config.sessions.absolute_timeout.as_secs() as i64,
+    };
+    let id = state.sessions.create(record).await?;
+    // A browser holds one session: a previous one (another account, or a stale one) ends here.
+    if let Some(old) = super::session_id(req, &state.config.server.cookie.name) {
+        state.sessions.delete(&old).await?;
+    }
+    Ok((id.as_str().to_string(), pending.return_to))
+}
+
+#[derive(Deserialize)]
+pub struct LogoutQuery {
+    rd: Option<String>,
+}
+
+/// Ends the local session, then the IdP session when the provider supports RP-initiated logout.
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<LogoutQuery>,
+) -> HttpResponse {
+    let cfg = &state.config;
+    let clear = cookies::clear_session(&cfg.server.cookie);
+    let return_to = safe_return_to(
+        q.rd.as_deref(),
+        &cfg.server.public_url,
+        &cfg.server.allowed_redirect_hosts,
+    )
+    .ok();
+    let session = current_session(&req, &state).await.ok().flatten();
+    let mut idp_logout = None;
+    if let Some((id, record)) = session {
+        if let Err(e) = state.sessions.delete(&id).await {
+            tracing::error!(error = %e, "could not delete the session at logout");
+            let err = LoginError::from(e);
+            let mut r = actix_web::ResponseError::error_response(&err);
+            let _ = r.add_cookie(&clear);
+            return r;
+        }
+        let e = Event::new("logout", Outcome::Success)
+            .actor(format!("account:{}", record.account.id))
+            .account(&record.account.id)
+            .connection(&record.connection);
+        if let Err(err) = state.db.run(move |c| audit::record(c, e)).await {
+            tracing::error!(error = %err, "could not write the logout audit event");
+        }
+        let after = cfg
+            .server
+            .public_url
+            .join("logged-out")
+            .expect("static path");
+        idp_logout = state
+            .providers
+            .get(&record.connection)
+            .and_then(|p| p.end_session_url(&after));
+    }
+    match (idp_logout, return_to.filter(|r| r != "/")) {
+        (Some(url), _) => found(url.as_str()).cookie(clear).finish(),
+        (None, Some(rd)) => found(&rd).cookie(clear).finish(),
+        (None, None) => {
+            let mut r = html_page(StatusCode::OK, &LoggedOutPage);
+            let _ = r.add_cookie(&clear);
+            r
+        }
+    }
+}
+
+pub async fn logged_out() -> HttpResponse {
+    html_page(StatusCode::OK, &LoggedOutPage)
+}

@@ -1,0 +1,288 @@
+//! The HTTP surface: login and callback, logout, forward-auth, health. Handlers are thin: they
+//! parse input, call the pipeline (adapter -> mapping -> provisioning -> session) and render.
+
+mod backchannel;
+mod cookies;
+pub mod errors;
+mod forward_auth;
+mod login;
+mod metrics;
+pub mod redirect;
+
+use crate::config::{Config, SessionStoreKind};
+use crate::db::Db;
+use crate::idp::oidc::OidcProvider;
+use crate::session::{SessionId, SessionRecord, SessionStore, Timeouts};
+use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+use askama::Template;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use forward_auth::current_session;
+
+/// Everything a handler needs, shared by all workers.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub sessions: SessionStore,
+    pub providers: BTreeMap<String, Arc<OidcProvider>>,
+}
+
+/// Extra routes mounted next to the bridge's own (the demo's sample app).
+pub type ExtraRoutes = Arc<dyn Fn(&mut ServiceConfig) + Send + Sync>;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects storage, runs migrations, prepares the providers and binds the listener.
+    pub async fn build(
+        config: Config,
+        listener: Option<TcpListener>,
+        extra: Option<ExtraRoutes>,
+    ) -> anyhow::Result<Self> {
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(config.server.listen).with_context(|| {
+                format!("cannot listen on {} (server.listen)", config.server.listen)
+            })?,
+        };
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(build_state(config).await?);
+        let workers = state.config.server.workers;
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            let extra = extra.clone();
+            App::new()
+                .app_data(data.clone())
+                .wrap(security_headers())
+                .configure(routes)
+                .configure(move |cfg| {
+                    if let Some(extra) = &extra {
+                        extra(cfg)
+                    }
+                })
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Storage, sessions and providers, checked live so that a bad URL fails at start.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db_url = config.database.url.clone();
+    let pool_size = config.database.pool_size;
+    let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
+        let db =
+            Db::connect(&db_url, pool_size).context("cannot open the database (database.url)")?;
+        db.migrate().context("cannot migrate the database")?;
+        Ok(db)
+    })
+    .await??;
+
+    let timeouts = Timeouts {
+        idle: config.sessions.idle_timeout,
+        absolute: config.sessions.absolute_timeout,
+    };
+    let sessions = match config.sessions.store {
+        SessionStoreKind::Memory => SessionStore::memory(timeouts),
+        SessionStoreKind::Redis => {
+            let url = config
+                .sessions
+                .redis_url
+                .as_ref()
+                .context("sessions.redis_url is missing")?;
+            SessionStore::redis(url.expose(), &config.sessions.key_prefix, timeouts)
+                .await
+                .context("cannot reach Redis (sessions.redis_url)")?
+        }
+    };
+    if let SessionStore::Memory(store) = &sessions {
+        let store = Arc::downgrade(store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match store.upgrade() {
+                    Some(s) => {
+                        s.purge_expired();
+                    }
+                    None => break,
+                }
+            }
+        });
+    }
+
+    tokio::spawn(crate::session::revocations::follow_until_stopped(
+        db.clone(),
+        sessions.clone(),
+    ));
+    tokio::spawn(crate::sweeper::run_until_stopped(
+        db.clone(),
+        sessions.clone(),
+        config.connections.clone(),
+    ));
+
+    let http = crate::http_client()?;
+    let providers: BTreeMap<_, _> = config
+        .connections
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                Arc::new(OidcProvider::new(
+                    c,
+                    &config.server.public_url,
+                    http.clone(),
+                )),
+            )
+        })
+        .collect();
+    if providers.is_empty() {
+        tracing::warn!("no [[connection]] is configured: nobody can log in until one is added");
+    }
+    // Discover every provider now; one that is down is retried at its next login.
+    let attempts = providers.values().map(|p| {
+        let p = p.clone();
+        async move { (p.ensure_discovered().await.is_ok(), p) }
+    });
+    for (ok, p) in futures_join_all(attempts).await {
+        if !ok {
+            tracing::warn!(redirect_uri = %p.redirect_uri(), "provider not reachable at start; will retry");
+        }
+    }
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        sessions,
+        providers,
+    })
+}
+
+async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        // The callback URL carries the authorization code: never leak it in a Referer.
+        .add(("Referrer-Policy", "no-referrer"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+}
+
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.route("/", web::get().to(home))
+        .route("/login", web::get().to(login::start))
+        .route("/callback/{connection}", web::get().to(login::callback))
+        .route("/logout", web::get().to(login::logout))
+        .route("/logged-out", web::get().to(login::logged_out))
+        .route("/auth/verify", web::get().to(forward_auth::verify))
+        .route(
+            "/backchannel-logout/{connection}",
+            web::post().to(backchannel::logout),
+        )
+        .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/readyz", web::get().to(readyz));
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    who: Option<SessionRecord>,
+}
+
+async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let who = current_session(&req, &state)
+        .await
+        .ok()
+        .flatten()
+        .map(|(_, r)| r);
+    errors::html_page(actix_web::http::StatusCode::OK, &HomePage { who })
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Ready when the database and the session store answer; providers that have not been
+/// discovered yet are reported (they do not stop other connections from working).
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db = state.db.ping().await.map_err(|e| e.to_string());
+    let sessions = state.sessions.ping().await.map_err(|e| e.to_string());
+    let providers: BTreeMap<_, _> = state
+        .providers
+        .iter()
+        .map(|(name, p)| {
+            (
+                name.clone(),
+                if p.is_ready() {
+                    "ready"
+                } else {
+                    "not discovered yet"
+                },
+            )
+        })
+        .collect();
+    let ok = db.is_ok() && sessions.is_ok();
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "not ready" },
+        "database": db.err().unwrap_or_else(|| "ok".into()),
+        "sessions": sessions.err().unwrap_or_else(|| "ok".into()),
+        "connections": providers,
+    });
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// The session id in the request's cookie, if it is well-formed.
+pub fn session_id(req: &HttpRequest, cookie_name: &str) -> Option<SessionId> {
+    req.cookie(cookie_name)
+        .and_then(|c| SessionId::parse(c.value()))
+}

@@ -1,0 +1,170 @@
+//! OpenID Connect Back-Channel Logout with the real oidc-provider: the provider's own logout
+//! token ends the session at once; a replayed or forged token is refused.
+
+use crate::helpers::*;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+/// Stands where the provider posts logout tokens, so the test can deliver (and replay) them.
+async fn capture_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let data = web::Data::from(seen.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/bcl",
+        listener.local_addr().unwrap().port()
+    );
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).route(
+            "/bcl",
+            web::post().to(
+                |seen: web::Data<Mutex<Vec<String>>>,
+                 form: web::Form<std::collections::HashMap<String, String>>| async move {
+                    if let Some(t) = form.get("logout_token") {
+                        seen.lock().unwrap().push(t.clone());
+                    }
+                    HttpResponse::Ok().finish()
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (url, seen)
+}
+
+/// Logs out at the provider (its end-session confirmation form), which sends the logout token.
+async fn logout_at_provider(app: &TestApp, browser: &Browser) {
+    let r = browser
+        .get(&format!(
+            "{}/session/end?client_id={CLIENT_ID}",
+            app.op.issuer
+        ))
+        .await;
+    let page = r.text().await.unwrap();
+    let xsrf = page
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .expect("a confirmation form")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = browser
+        .http
+        .post(format!("{}/session/end/confirm", app.op.issuer))
+        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_redirection() || r.status().is_success(),
+        "{}",
+        r.status()
+    );
+}
+
+async fn deliver(app: &TestApp, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/backchannel-logout/{CONNECTION}", app.base))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_providers_logout_token_ends_the_session_and_cannot_be_replayed_or_forged() {
+    let (capture, tokens) = capture_server().await;
+    let app = spawn_app_with(Options {
+        client_extra: json!({ "backchannel_logout_uri": capture, "backchannel_logout_session_required": true }),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    assert_eq!(app.login(&browser, "alice").await.status(), 302);
+    let bystander = Browser::new();
+    assert_eq!(app.login(&bystander, "bob").await.status(), 302);
+    assert_eq!(app.verify(&browser).await.status(), 200);
+
+    logout_at_provider(&app, &browser).await;
+    let token = {
+        let mut waited = 0;
+        loop {
+            if let Some(t) = tokens.lock().unwrap().first().cloned() {
+                break t;
+            }
+            assert!(waited < 50, "the provider sent no logout token");
+            waited += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+
+    // A forged copy (payload changed, signature kept) is refused and ends nothing.
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+    payload["sid"] = json!("someone-elses-session");
+    parts[1] = b64.encode(payload.to_string());
+    let forged = deliver(&app, &parts.join(".")).await;
+    assert_eq!(forged.status(), 400);
+    assert_eq!(
+        forged.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    assert_eq!(app.verify(&browser).await.status(), 200);
+
+    let r = deliver(&app, &token).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(
+        app.verify(&browser).await.status(),
+        401,
+        "alice's session ended"
+    );
+    assert_eq!(
+        app.verify(&bystander).await.status(),
+        200,
+        "bob's session is untouched"
+    );
+
+    let replay = deliver(&app, &token).await;
+    assert_eq!(replay.status(), 400);
+    assert!(replay.text().await.unwrap().contains("already used"));
+
+    let outcomes: Vec<_> = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "logout.backchannel")
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(outcomes, ["failure", "success", "failure"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_token_without_a_token_or_for_an_unknown_connection_is_refused() {
+    let app = spawn_app().await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/backchannel-logout/{CONNECTION}", app.base))
+        .form(&[("nothing", "here")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = reqwest::Client::new()
+        .post(format!("{}/backchannel-logout/nope", app.base))
+        .form(&[("logout_token", "x.y.z")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = deliver(&app, "not-a-jwt").await;
+    assert_eq!(r.status(), 400);
+}

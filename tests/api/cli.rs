@@ -1,0 +1,89 @@
+//! The binary as an operator meets it.
+
+use std::process::Command;
+
+fn jitbridge() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jitbridge"));
+    c.env_remove("JITBRIDGE_CONFIG");
+    c
+}
+
+#[test]
+fn version_is_printed() {
+    let out = jitbridge().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("jitbridge "));
+}
+
+#[test]
+fn a_bad_configuration_exits_non_zero_and_names_key_value_and_fix() {
+    let dir = std::env::temp_dir().join(format!("jbcli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[sessions]\nstore = \"memcached\"\n").unwrap();
+    let out = jitbridge()
+        .arg("--config")
+        .arg(&file)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sessions.store = \"memcached\""), "{err}");
+    assert!(err.contains("fix:"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_unknown_environment_override_is_refused() {
+    let out = jitbridge()
+        .arg("check-config")
+        .env("JITBRIDGE_DATABSE__URL", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JITBRIDGE_DATABSE__URL"));
+}
+
+#[test]
+fn migrate_creates_the_sqlite_schema_and_is_idempotent() {
+    let dir = std::env::temp_dir().join(format!("jbcli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("m.db").display());
+    let first = jitbridge()
+        .arg("migrate")
+        .env("JITBRIDGE_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("1 migration(s) applied"));
+    let again = jitbridge()
+        .arg("migrate")
+        .env("JITBRIDGE_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 migration(s) applied"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_database_is_reported_as_such() {
+    let out = jitbridge()
+        .arg("migrate")
+        .env(
+            "JITBRIDGE_DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("database.url") && err.contains("unavailable"),
+        "{err}"
+    );
+}

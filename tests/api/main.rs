@@ -1,0 +1,12 @@
+//! One integration test binary (one link step), one file per feature.
+
+mod backchannel;
+mod bad_input;
+mod cli;
+mod concurrency;
+mod demo;
+mod helpers;
+mod nginx;
+mod oidc_login;
+mod session_store;
+mod sweeper;

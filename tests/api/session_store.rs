@@ -1,0 +1,177 @@
+//! One conformance suite, run against every session store (in-process and Redis).
+
+use crate::helpers::redis_url;
+use jitbridge::provisioning::AccountSnapshot;
+use jitbridge::session::{
+    PendingLogin, SessionId, SessionRecord, SessionStore, Timeouts, unix_now,
+};
+use std::time::Duration;
+
+fn record(account: &str) -> SessionRecord {
+    SessionRecord {
+        account: AccountSnapshot {
+            id: account.into(),
+            username: format!("user-{account}"),
+            email: None,
+            display_name: None,
+            roles: vec!["r".into()],
+        },
+        connection: "c".into(),
+        subject: "s".into(),
+        idp_session: Some("sid-1".into()),
+        created_at: unix_now(),
+        expires_at: unix_now() + 3600,
+    }
+}
+
+fn timeouts(idle: u64) -> Timeouts {
+    Timeouts {
+        idle: Duration::from_secs(idle),
+        absolute: Duration::from_secs(3600),
+    }
+}
+
+async fn stores(idle: u64) -> Vec<(&'static str, SessionStore)> {
+    let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
+    vec![
+        ("memory", SessionStore::memory(timeouts(idle))),
+        (
+            "redis",
+            SessionStore::redis(&redis_url(), &prefix, timeouts(idle))
+                .await
+                .expect("Redis is reachable (JB_TEST_REDIS)"),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_created_session_is_found_by_its_id_and_gone_after_delete() {
+    for (name, s) in stores(600).await {
+        let id = s.create(record("a1")).await.unwrap();
+        let stored = record("a1");
+        let id = {
+            s.delete(&id).await.unwrap();
+            s.create(stored.clone()).await.unwrap()
+        };
+        assert_eq!(
+            s.get(&id).await.unwrap(),
+            Some(stored),
+            "{name}: the whole record round-trips"
+        );
+        assert_eq!(
+            s.get(&id).await.unwrap().unwrap().account.id,
+            "a1",
+            "{name}"
+        );
+        s.delete(&id).await.unwrap();
+        assert_eq!(s.get(&id).await.unwrap(), None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_or_malformed_id_finds_nothing() {
+    for (name, s) in stores(600).await {
+        assert_eq!(s.get(&SessionId::generate()).await.unwrap(), None, "{name}");
+        assert!(SessionId::parse("../../etc/passwd").is_none());
+        assert!(SessionId::parse("").is_none());
+    }
+}
+
+#[tokio::test]
+async fn revoking_an_account_ends_all_its_sessions_and_only_those() {
+    for (name, s) in stores(600).await {
+        let a = [
+            s.create(record("acc-a")).await.unwrap(),
+            s.create(record("acc-a")).await.unwrap(),
+        ];
+        let b = s.create(record("acc-b")).await.unwrap();
+        assert_eq!(s.revoke_account("acc-a").await.unwrap(), 2, "{name}");
+        for id in &a {
+            assert_eq!(s.get(id).await.unwrap(), None, "{name}");
+        }
+        assert!(s.get(&b).await.unwrap().is_some(), "{name}");
+        assert_eq!(s.revoke_account("acc-a").await.unwrap(), 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_session_past_its_absolute_end_is_gone() {
+    for (name, s) in stores(600).await {
+        let mut r = record("acc-x");
+        r.expires_at = unix_now() - 1;
+        let id = s.create(r).await.unwrap();
+        assert_eq!(s.get(&id).await.unwrap(), None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_use_keeps_it_alive() {
+    for (name, s) in stores(2).await {
+        let idle = s.create(record("acc-i")).await.unwrap();
+        let used = s.create(record("acc-u")).await.unwrap();
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            assert!(
+                s.get(&used).await.unwrap().is_some(),
+                "{name}: a used session stays"
+            );
+        }
+        assert_eq!(
+            s.get(&idle).await.unwrap(),
+            None,
+            "{name}: idle for 3.3s > 2s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_pending_login_can_be_taken_once() {
+    for (name, s) in stores(600).await {
+        let login = PendingLogin {
+            connection: "c".into(),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            return_to: "/".into(),
+            browser_binding: "b".into(),
+            created_at: unix_now(),
+        };
+        s.put_login("state-1", &login, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.take_login("state-1").await.unwrap(),
+            Some(login),
+            "{name}"
+        );
+        assert_eq!(
+            s.take_login("state-1").await.unwrap(),
+            None,
+            "{name}: single use"
+        );
+        assert_eq!(s.take_login("never-stored").await.unwrap(), None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn first_use_detects_replays() {
+    for (name, s) in stores(600).await {
+        assert!(
+            s.first_use("jti-1", Duration::from_secs(60)).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.first_use("jti-1", Duration::from_secs(60)).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.first_use("jti-2", Duration::from_secs(60)).await.unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_an_error_not_an_empty_answer() {
+    let r = SessionStore::redis("redis://127.0.0.1:1", "x:", timeouts(60)).await;
+    assert!(r.is_err());
+}

@@ -1,0 +1,86 @@
+//! The deprovisioning sweeper against real directories: Debian's slapd and PyPI's scim2-server.
+
+mod fault_proxy;
+mod ldap;
+mod safety;
+mod scim;
+
+use crate::helpers::TestApp;
+use jitbridge::directory::{Directory, DirectorySource};
+use jitbridge::sweeper::{self, SweepOptions, SweepReport};
+
+pub async fn sweep(app: &TestApp, opts: SweepOptions) -> SweepReport {
+    let conn = app
+        .state
+        .config
+        .connection(crate::helpers::CONNECTION)
+        .unwrap()
+        .clone();
+    let source = Directory::open(conn.directory.as_ref().unwrap()).unwrap();
+    sweeper::sweep_once(
+        &app.state.db,
+        Some(&app.state.sessions),
+        &conn,
+        source,
+        opts,
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn sweep_with<S: DirectorySource>(
+    app: &TestApp,
+    source: S,
+    opts: SweepOptions,
+) -> SweepReport {
+    let conn = app
+        .state
+        .config
+        .connection(crate::helpers::CONNECTION)
+        .unwrap()
+        .clone();
+    sweeper::sweep_once(
+        &app.state.db,
+        Some(&app.state.sessions),
+        &conn,
+        source,
+        opts,
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn status(app: &TestApp, username: &'static str) -> String {
+    use diesel::prelude::*;
+    use jitbridge::db::schema::accounts;
+    app.db(move |c| {
+        accounts::table
+            .filter(accounts::username.eq(username))
+            .select(accounts::status)
+            .first::<String>(c)
+            .unwrap()
+    })
+    .await
+}
+
+/// Creates a local account for `subject` the way a login would, without a browser.
+pub async fn provision(app: &TestApp, subject: &str) {
+    let subject = subject.to_string();
+    app.db(move |c| {
+        let profile = jitbridge::mapping::Profile {
+            username: subject.clone(),
+            email: Some(format!("{subject}@example.com")),
+            display_name: None,
+            attributes: Default::default(),
+            roles: Default::default(),
+            dropped_claims: vec![],
+        };
+        let key = jitbridge::provisioning::LoginKey {
+            connection: crate::helpers::CONNECTION,
+            subject: &subject,
+            request_id: None,
+        };
+        jitbridge::provisioning::provision(c, key, &profile).unwrap();
+    })
+    .await;
+}
