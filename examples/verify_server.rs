@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         connection: "bench".into(),
         subject: "alice".into(),
         idp_session: None,
+        name_id: None,
         created_at: unix_now(),
         expires_at: unix_now() + 3600,
     };

@@ -6,8 +6,10 @@
 //! program only sees parsed, valid values.
 
 mod raw;
+mod saml;
 mod secret;
 
+pub use saml::{MetadataSource, RequiredSignature, SamlConfig, SamlSubject};
 pub use secret::{Secret, SecretSource};
 
 use crate::mapping::Mapping;
@@ -76,10 +78,33 @@ pub struct SessionsConfig {
 pub struct ConnectionConfig {
     pub name: String,
     pub display_name: String,
-    pub oidc: OidcConfig,
+    pub protocol: Protocol,
     pub mapping: std::sync::Arc<Mapping>,
     /// Where the sweeper checks that this connection's people still exist.
     pub directory: Option<DirectoryConfig>,
+}
+
+/// The protocol a connection speaks, with its settings.
+#[derive(Debug, Clone)]
+pub enum Protocol {
+    Oidc(OidcConfig),
+    Saml(Box<SamlConfig>),
+}
+
+impl ConnectionConfig {
+    pub fn oidc(&self) -> Option<&OidcConfig> {
+        match &self.protocol {
+            Protocol::Oidc(o) => Some(o),
+            Protocol::Saml(_) => None,
+        }
+    }
+
+    pub fn saml(&self) -> Option<&SamlConfig> {
+        match &self.protocol {
+            Protocol::Saml(s) => Some(s),
+            Protocol::Oidc(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

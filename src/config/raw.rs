@@ -65,6 +65,7 @@ struct RawConnection {
     #[serde(default)]
     mapping: MappingConfig,
     directory: Option<RawDirectory>,
+    saml: Option<super::saml::RawSaml>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,10 +152,10 @@ pub(super) fn apply_env(
     problems
 }
 
-struct Collector(Vec<Problem>);
+pub(super) struct Collector(Vec<Problem>);
 
 impl Collector {
-    fn push(
+    pub(super) fn push(
         &mut self,
         key: impl Into<String>,
         value: Option<&str>,
@@ -169,7 +170,7 @@ impl Collector {
         });
     }
 
-    fn duration(&mut self, key: &str, v: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, key: &str, v: Option<&str>, default: Duration) -> Duration {
         match v {
             None => default,
             Some(s) => match humantime::parse_duration(s) {
@@ -187,7 +188,7 @@ impl Collector {
         }
     }
 
-    fn secret(&mut self, key: &str, v: &SecretSource) -> Option<Secret> {
+    pub(super) fn secret(&mut self, key: &str, v: &SecretSource) -> Option<Secret> {
         match v.resolve() {
             Ok(s) => Some(s),
             Err(e) => {
@@ -203,7 +204,7 @@ impl Collector {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(super) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -384,7 +385,7 @@ impl RawConfig {
                     "give each connection its own name",
                 );
             }
-            if let Some(conn) = validate_connection(&mut c, &key, rc) {
+            if let Some(conn) = validate_connection(&mut c, &key, rc, &public_url) {
                 connections.push(conn);
             }
         }
@@ -428,16 +429,110 @@ fn validate_connection(
     c: &mut Collector,
     key: &str,
     rc: RawConnection,
+    public_url: &Url,
 ) -> Option<ConnectionConfig> {
-    if rc.kind != "oidc" {
+    let clock_skew = c.duration(
+        &format!("{key}.clock_skew"),
+        rc.clock_skew.as_deref(),
+        Duration::from_secs(60),
+    );
+    if clock_skew > Duration::from_secs(300) {
         c.push(
-            format!("{key}.kind"),
-            Some(&rc.kind),
-            "is not a supported connection kind",
-            "write \"oidc\"",
+            format!("{key}.clock_skew"),
+            rc.clock_skew.as_deref(),
+            "is more than 5 minutes",
+            "fix the clocks (NTP) instead; a few seconds to a minute is enough",
         );
-        return None;
     }
+    let mut mapping_cfg = rc.mapping.clone();
+    let protocol = match rc.kind.as_str() {
+        "oidc" => {
+            if rc.saml.is_some() {
+                c.push(
+                    format!("{key}.saml"),
+                    None,
+                    "is a SAML section in an OIDC connection",
+                    "remove it, or set kind = \"saml\"",
+                );
+            }
+            validate_oidc(c, key, &rc, clock_skew).map(Protocol::Oidc)
+        }
+        "saml" => {
+            for (field, set) in [
+                ("issuer", rc.issuer.is_some()),
+                ("client_id", rc.client_id.is_some()),
+                ("client_secret", rc.client_secret.is_some()),
+                ("scopes", rc.scopes.is_some()),
+                ("allowed_algs", rc.allowed_algs.is_some()),
+                ("userinfo", rc.userinfo.is_some()),
+                ("jwks_refresh_min_interval", rc.jwks_refresh_min_interval.is_some()),
+            ] {
+                if set {
+                    c.push(
+                        format!("{key}.{field}"),
+                        None,
+                        "is an OIDC setting in a SAML connection",
+                        "remove it; SAML settings go in the [connection.saml] table",
+                    );
+                }
+            }
+            // A person's NameID is the natural username when nothing else is mapped.
+            if mapping_cfg.username.is_none() {
+                mapping_cfg.username = Some("{name_id}".into());
+            }
+            super::saml::validate(
+                c,
+                &format!("{key}.saml"),
+                &rc.name,
+                rc.saml.unwrap_or_default(),
+                clock_skew,
+                public_url,
+            )
+            .map(|s| Protocol::Saml(Box::new(s)))
+        }
+        other => {
+            c.push(
+                format!("{key}.kind"),
+                Some(other),
+                "is not a supported connection kind",
+                "write \"oidc\" or \"saml\"",
+            );
+            None
+        }
+    };
+    let mapping = match Mapping::compile(&mapping_cfg) {
+        Ok(m) => Some(m),
+        Err(errs) => {
+            for (k, e) in errs {
+                c.push(
+                    format!("{key}.mapping.{k}"),
+                    None,
+                    e,
+                    "see the mapping reference in README.md",
+                );
+            }
+            None
+        }
+    };
+    let directory = match rc.directory {
+        Some(d) => validate_directory(c, &format!("{key}.directory"), d),
+        None => None,
+    };
+    Some(ConnectionConfig {
+        directory,
+        display_name: rc.display_name.unwrap_or_else(|| rc.name.clone()),
+        name: rc.name,
+        protocol: protocol?,
+        mapping: std::sync::Arc::new(mapping?),
+    })
+}
+
+fn validate_oidc(
+    c: &mut Collector,
+    key: &str,
+    rc: &RawConnection,
+    clock_skew: Duration,
+) -> Option<OidcConfig> {
     let issuer = match rc.issuer.as_deref().map(Url::parse) {
         Some(Ok(u)) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {
             rc.issuer.clone()
@@ -461,7 +556,7 @@ fn validate_connection(
             None
         }
     };
-    let client_id = rc.client_id.filter(|s| !s.is_empty());
+    let client_id = rc.client_id.clone().filter(|s| !s.is_empty());
     if client_id.is_none() {
         c.push(
             format!("{key}.client_id"),
@@ -477,6 +572,7 @@ fn validate_connection(
     let mut allowed_algs = Vec::new();
     let alg_names = rc
         .allowed_algs
+        .clone()
         .unwrap_or_else(|| DEFAULT_ALGS.iter().map(|s| s.to_string()).collect());
     for a in &alg_names {
         let parsed: Option<CoreJwsSigningAlgorithm> =
@@ -497,61 +593,25 @@ fn validate_connection(
     }
     let mut scopes = rc
         .scopes
+        .clone()
         .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
     if !scopes.iter().any(|s| s == "openid") {
         scopes.insert(0, "openid".into());
-    }
-    let clock_skew = c.duration(
-        &format!("{key}.clock_skew"),
-        rc.clock_skew.as_deref(),
-        Duration::from_secs(60),
-    );
-    if clock_skew > Duration::from_secs(300) {
-        c.push(
-            format!("{key}.clock_skew"),
-            rc.clock_skew.as_deref(),
-            "is more than 5 minutes",
-            "fix the clocks (NTP) instead; a few seconds to a minute is enough",
-        );
     }
     let jwks_refresh_min_interval = c.duration(
         &format!("{key}.jwks_refresh_min_interval"),
         rc.jwks_refresh_min_interval.as_deref(),
         Duration::from_secs(30),
     );
-    let mapping = match Mapping::compile(&rc.mapping) {
-        Ok(m) => Some(m),
-        Err(errs) => {
-            for (k, e) in errs {
-                c.push(
-                    format!("{key}.mapping.{k}"),
-                    None,
-                    e,
-                    "see the mapping reference in README.md",
-                );
-            }
-            None
-        }
-    };
-    let directory = match rc.directory {
-        Some(d) => validate_directory(c, &format!("{key}.directory"), d),
-        None => None,
-    };
-    Some(ConnectionConfig {
-        directory,
-        display_name: rc.display_name.unwrap_or_else(|| rc.name.clone()),
-        name: rc.name,
-        oidc: OidcConfig {
-            issuer: issuer?,
-            client_id: client_id?,
-            client_secret,
-            scopes,
-            allowed_algs,
-            clock_skew,
-            use_userinfo: rc.userinfo.unwrap_or(true),
-            jwks_refresh_min_interval,
-        },
-        mapping: std::sync::Arc::new(mapping?),
+    Some(OidcConfig {
+        issuer: issuer?,
+        client_id: client_id?,
+        client_secret,
+        scopes,
+        allowed_algs,
+        clock_skew,
+        use_userinfo: rc.userinfo.unwrap_or(true),
+        jwks_refresh_min_interval,
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod logout_token;
 pub mod oidc;
+pub mod saml;
 
 use crate::mapping::Claims;
 
@@ -16,6 +17,10 @@ pub struct NormalizedLogin {
     pub claims: Claims,
     /// The IdP's session id (OIDC `sid`, SAML SessionIndex), for IdP-initiated logout.
     pub idp_session: Option<String>,
+    /// SAML: the NameID, echoed when we ask the IdP to end its session.
+    pub name_id: Option<saml::logout::NameId>,
+    /// Unix seconds after which the IdP wants the session over (SAML SessionNotOnOrAfter).
+    pub session_ends_at: Option<i64>,
 }
 
 /// Why the adapter refused a login response. Messages are safe to show and to log: they name

@@ -148,7 +148,10 @@ impl OidcProvider {
             .expect("connection names are URL-safe");
         Self {
             name: conn.name.clone(),
-            cfg: conn.oidc.clone(),
+            cfg: conn
+                .oidc()
+                .expect("OidcProvider::new is called for OIDC connections")
+                .clone(),
             redirect_uri: RedirectUrl::from_url(redirect),
             http,
             discovered: RwLock::new(None),
@@ -331,6 +334,8 @@ impl OidcProvider {
             subject,
             claims,
             idp_session,
+            name_id: None,
+            session_ends_at: None,
         })
     }
 

@@ -77,8 +77,11 @@ pub struct SessionRecord {
     pub account: AccountSnapshot,
     pub connection: String,
     pub subject: String,
-    /// The IdP's session id (OIDC `sid`), for back-channel and front-channel logout.
+    /// The IdP's session id (OIDC `sid`, SAML SessionIndex), for IdP-initiated logout.
     pub idp_session: Option<String>,
+    /// The SAML NameID the session was established with, echoed in our LogoutRequest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_id: Option<crate::idp::saml::logout::NameId>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds: the absolute end, whatever the activity.
@@ -98,17 +101,27 @@ fn idp_key(connection: &str, sid: &str) -> String {
     hash_key(&format!("{connection}\u{0}{sid}"))
 }
 
-/// A login between `/login` and the callback.
+/// A login between `/login` and the callback (OIDC) or the ACS (SAML).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingLogin {
     pub connection: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
+    pub protocol: PendingProtocol,
     /// Where to send the browser afterwards (already validated).
     pub return_to: String,
     /// SHA-256 of the value of the browser-binding cookie set at `/login`.
     pub browser_binding: String,
     pub created_at: i64,
+}
+
+/// What the adapter must check when the IdP answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PendingProtocol {
+    Oidc { nonce: String, pkce_verifier: String },
+    /// The id of our AuthnRequest, which the response's InResponseTo must name.
+    Saml { request_id: String },
+    /// The id of our LogoutRequest, which the IdP's LogoutResponse must name.
+    SamlLogout { request_id: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -98,23 +98,7 @@ pub async fn logout(
                 .json(json!({ "error": "temporarily_unavailable" }));
         }
     }
-    let revoked = match (&req.sid, &req.sub) {
-        (Some(sid), _) => state.sessions.revoke_idp_session(&connection, sid).await,
-        (None, Some(sub)) => {
-            let (c, s) = (connection.clone(), sub.clone());
-            let account = state.db.run(move |db| account_of(db, &c, &s)).await;
-            match account {
-                Ok(Some(account)) => state.sessions.revoke_account(&account).await,
-                Ok(None) => Ok(0),
-                Err(e) => {
-                    tracing::error!(error = %e, "database unavailable");
-                    return HttpResponse::ServiceUnavailable()
-                        .json(json!({ "error": "temporarily_unavailable" }));
-                }
-            }
-        }
-        (None, None) => unreachable!("verify requires sid or sub"),
-    };
+    let revoked = revoke_for_idp(&state, &connection, req.sid.as_deref(), req.sub.as_deref()).await;
     match revoked {
         Ok(n) => {
             audit_result(&state, &connection, Outcome::Success, json!({ "sessions_revoked": n, "by": if req.sid.is_some() { "sid" } else { "sub" } })).await;
@@ -126,6 +110,31 @@ pub async fn logout(
             tracing::error!(error = %e, "session store unavailable");
             HttpResponse::ServiceUnavailable().json(json!({ "error": "temporarily_unavailable" }))
         }
+    }
+}
+
+/// Ends the sessions an IdP names: those of its session `sid` when given, otherwise every
+/// session of the account behind (connection, subject). Shared by OIDC back-channel logout and
+/// SAML IdP-initiated logout.
+pub(super) async fn revoke_for_idp(
+    state: &AppState,
+    connection: &str,
+    sid: Option<&str>,
+    subject: Option<&str>,
+) -> Result<usize, crate::session::SessionError> {
+    match (sid, subject) {
+        (Some(sid), _) => state.sessions.revoke_idp_session(connection, sid).await,
+        (None, Some(sub)) => {
+            let (c, s) = (connection.to_string(), sub.to_string());
+            match state.db.run(move |db| account_of(db, &c, &s)).await {
+                Ok(Some(account)) => state.sessions.revoke_account(&account).await,
+                Ok(None) => Ok(0),
+                Err(e) => Err(crate::session::SessionError::Unavailable(format!(
+                    "database: {e}"
+                ))),
+            }
+        }
+        (None, None) => Ok(0),
     }
 }
 

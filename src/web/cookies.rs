@@ -51,3 +51,28 @@ pub fn clear_login<'c>(cfg: &CookieConfig, state: &str) -> Cookie<'c> {
     c.make_removal();
     c
 }
+
+/// The binding cookie of a SAML login. The IdP answers with a cross-site POST, on which a
+/// `SameSite=Lax` cookie is not sent: over https the cookie is `SameSite=None; Secure`; over
+/// plain http (loopback development only) it carries no SameSite attribute, which browsers
+/// still send on a top-level cross-site POST shortly after it was set.
+pub fn cross_site_login<'c>(
+    cfg: &CookieConfig,
+    relay: &str,
+    binding: &str,
+    max_age: Duration,
+) -> Cookie<'c> {
+    let mut c = login(cfg, relay, binding, max_age);
+    if cfg.secure {
+        c.set_same_site(SameSite::None);
+    } else {
+        c.set_same_site(None);
+    }
+    c
+}
+
+pub fn clear_cross_site_login<'c>(cfg: &CookieConfig, relay: &str) -> Cookie<'c> {
+    let mut c = cross_site_login(cfg, relay, "", Duration::ZERO);
+    c.make_removal();
+    c
+}

@@ -2,6 +2,7 @@
 //! audit trail get a stable reason code. Nothing here echoes tokens or claim values.
 
 use crate::idp::AdapterError;
+use crate::idp::saml::SamlError;
 use crate::mapping::Refusal;
 use crate::provisioning::ProvisionError;
 use crate::session::SessionError;
@@ -26,6 +27,10 @@ pub enum LoginError {
     ConnectionMismatch,
     #[error("{0}")]
     Adapter(#[from] AdapterError),
+    #[error("the SAML response was refused: {0}")]
+    Saml(#[from] SamlError),
+    #[error("this SAML response was already used; please start again")]
+    Replayed,
     #[error("your account cannot be created or updated: {0}")]
     Mapping(#[from] Refusal),
     #[error("your account is disabled; contact your administrator")]
@@ -57,6 +62,23 @@ impl LoginError {
                 AdapterError::UserinfoInvalid(_) => "userinfo_invalid",
                 AdapterError::Unavailable(_) => "provider_unavailable",
             },
+            Self::Saml(e) => match e {
+                SamlError::Preflight(_) => "saml_malformed",
+                SamlError::NoMetadata => "saml_metadata_unavailable",
+                SamlError::Status(_) => "saml_status",
+                SamlError::Destination => "saml_destination",
+                SamlError::InResponseTo => "saml_in_response_to",
+                SamlError::Unsolicited => "saml_unsolicited",
+                SamlError::SignatureRequired(_) => "saml_signature_missing",
+                SamlError::BadSignature => "saml_signature_invalid",
+                SamlError::Decryption => "saml_decryption",
+                SamlError::Audience => "saml_audience",
+                SamlError::Invalid(_) => "saml_invalid",
+                SamlError::SessionEnded => "saml_session_ended",
+                SamlError::Subject(_) => "saml_subject",
+                SamlError::Logout(_) => "saml_logout_invalid",
+            },
+            Self::Replayed => "saml_replayed",
             Self::Mapping(_) => "mapping_refused",
             Self::AccountDisabled { .. } => "account_disabled",
             Self::UsernameTaken => "username_taken",
@@ -72,6 +94,12 @@ impl From<ProvisionError> for LoginError {
             ProvisionError::UsernameTaken => Self::UsernameTaken,
             ProvisionError::Db(e) => Self::Unavailable(e.to_string()),
         }
+    }
+}
+
+impl From<crate::idp::saml::preflight::PreflightError> for LoginError {
+    fn from(e: crate::idp::saml::preflight::PreflightError) -> Self {
+        Self::Saml(e.into())
     }
 }
 
@@ -102,7 +130,9 @@ impl ResponseError for LoginError {
             Self::AccountDisabled { .. } | Self::Mapping(_) | Self::UsernameTaken => {
                 StatusCode::FORBIDDEN
             }
-            Self::Adapter(AdapterError::Unavailable(_)) => StatusCode::BAD_GATEWAY,
+            Self::Adapter(AdapterError::Unavailable(_)) | Self::Saml(SamlError::NoMetadata) => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -118,7 +148,7 @@ impl ResponseError for LoginError {
         };
         // Internal causes stay in the log; the person sees the variant's own message.
         let message = match self {
-            Self::Adapter(AdapterError::Unavailable(_)) => {
+            Self::Adapter(AdapterError::Unavailable(_)) | Self::Saml(SamlError::NoMetadata) => {
                 "the identity provider could not be reached; please try again shortly".to_string()
             }
             other => other.to_string(),

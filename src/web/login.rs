@@ -6,7 +6,10 @@ use super::{AppState, cookies, current_session};
 use crate::audit::{self, Event, Outcome};
 use crate::idp::AdapterError;
 use crate::provisioning::{self, LoginKey};
-use crate::session::{PendingLogin, SessionRecord, hash_key, random_token, unix_now};
+use crate::idp::NormalizedLogin;
+use crate::session::{
+    PendingLogin, PendingProtocol, SessionId, SessionRecord, hash_key, random_token, unix_now,
+};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
@@ -34,7 +37,7 @@ struct ChooserPage {
 #[template(path = "logged_out.html")]
 struct LoggedOutPage;
 
-fn found(location: &str) -> actix_web::HttpResponseBuilder {
+pub(super) fn found(location: &str) -> actix_web::HttpResponseBuilder {
     let mut b = HttpResponse::Found();
     b.insert_header(("Location", location))
         .insert_header(("Cache-Control", "no-store"));
@@ -42,7 +45,7 @@ fn found(location: &str) -> actix_web::HttpResponseBuilder {
 }
 
 /// Records a refused or failed login in the audit trail and logs its reason code.
-async fn audit_failure(
+pub(super) async fn audit_failure(
     state: &AppState,
     err: &LoginError,
     connection: Option<&str>,
@@ -105,32 +108,36 @@ async fn start_inner(state: &AppState, q: &LoginQuery) -> Result<HttpResponse, L
             return Ok(html_page(StatusCode::OK, &ChooserPage { connections }));
         }
     };
-    let provider = state
-        .providers
-        .get(&name)
-        .ok_or(LoginError::UnknownConnection)?;
-    let started = provider.start().await?;
     let binding = random_token();
     let ttl = cfg.sessions.login_timeout;
-    let pending = PendingLogin {
-        connection: name,
-        nonce: started.nonce,
-        pkce_verifier: started.pkce_verifier,
-        return_to,
+    let pending = |protocol| PendingLogin {
+        connection: name.clone(),
+        protocol,
+        return_to: return_to.clone(),
         browser_binding: hash_key(&binding),
         created_at: unix_now(),
     };
-    state
-        .sessions
-        .put_login(&started.state, &pending, ttl)
-        .await?;
-    Ok(found(started.authorize_url.as_str())
-        .cookie(cookies::login(
-            &cfg.server.cookie,
-            &started.state,
-            &binding,
-            ttl,
-        ))
+    if let Some(provider) = state.providers.get(&name) {
+        let started = provider.start().await?;
+        let p = pending(PendingProtocol::Oidc {
+            nonce: started.nonce,
+            pkce_verifier: started.pkce_verifier,
+        });
+        state.sessions.put_login(&started.state, &p, ttl).await?;
+        return Ok(found(started.authorize_url.as_str())
+            .cookie(cookies::login(&cfg.server.cookie, &started.state, &binding, ttl))
+            .finish());
+    }
+    let saml = state.saml.get(&name).ok_or(LoginError::UnknownConnection)?;
+    // RelayState carries only an opaque key to the pending login, never the return path.
+    let relay = random_token();
+    let started = saml.start(&relay).await?;
+    let p = pending(PendingProtocol::Saml {
+        request_id: started.request_id,
+    });
+    state.sessions.put_login(&relay, &p, ttl).await?;
+    Ok(found(started.redirect_url.as_str())
+        .cookie(cookies::cross_site_login(&cfg.server.cookie, &relay, &binding, ttl))
         .finish())
 }
 
@@ -231,9 +238,27 @@ async fn callback_inner(
         .as_deref()
         .filter(|c| !c.is_empty())
         .ok_or(AdapterError::MissingCode)?;
-    let login = provider
-        .finish(code, &pending.nonce, &pending.pkce_verifier)
-        .await?;
+    let PendingProtocol::Oidc {
+        nonce,
+        pkce_verifier,
+    } = &pending.protocol
+    else {
+        return Err(LoginError::ConnectionMismatch);
+    };
+    let login = provider.finish(code, nonce, pkce_verifier).await?;
+    let id = complete_login(req, state, login, request_id).await?;
+    Ok((id.as_str().to_string(), pending.return_to))
+}
+
+/// The protocol-neutral end of every login: mapping, provisioning in one transaction, and a
+/// new session (ending the browser's previous one).
+pub(super) async fn complete_login(
+    req: &HttpRequest,
+    state: &AppState,
+    login: NormalizedLogin,
+    request_id: &str,
+) -> Result<SessionId, LoginError> {
+    let connection = login.connection.as_str();
 
     let mapping = state
         .config
@@ -273,15 +298,18 @@ async fn callback_inner(
         connection: connection.to_string(),
         subject: login.subject,
         idp_session: login.idp_session,
+        name_id: login.name_id,
         created_at: now,
-        expires_at: now + state.config.sessions.absolute_timeout.as_secs() as i64,
+        // The IdP may want its session over sooner (SAML SessionNotOnOrAfter).
+        expires_at: (now + state.config.sessions.absolute_timeout.as_secs() as i64)
+            .min(login.session_ends_at.unwrap_or(i64::MAX)),
     };
     let id = state.sessions.create(record).await?;
     // A browser holds one session: a previous one (another account, or a stale one) ends here.
     if let Some(old) = super::session_id(req, &state.config.server.cookie.name) {
         state.sessions.delete(&old).await?;
     }
-    Ok((id.as_str().to_string(), pending.return_to))
+    Ok(id)
 }
 
 #[derive(Deserialize)]
@@ -325,13 +353,13 @@ pub async fn logout(
             .public_url
             .join("logged-out")
             .expect("static path");
-        idp_logout = state
-            .providers
-            .get(&record.connection)
-            .and_then(|p| p.end_session_url(&after));
+        idp_logout = match state.providers.get(&record.connection) {
+            Some(p) => p.end_session_url(&after).map(|u| u.to_string()),
+            None => super::saml::start_logout(&state, &record, return_to.clone()).await,
+        };
     }
     match (idp_logout, return_to.filter(|r| r != "/")) {
-        (Some(url), _) => found(url.as_str()).cookie(clear).finish(),
+        (Some(url), _) => found(&url).cookie(clear).finish(),
         (None, Some(rd)) => found(&rd).cookie(clear).finish(),
         (None, None) => {
             let mut r = html_page(StatusCode::OK, &LoggedOutPage);

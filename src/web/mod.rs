@@ -8,10 +8,12 @@ mod forward_auth;
 mod login;
 mod metrics;
 pub mod redirect;
+mod saml;
 
 use crate::config::{Config, SessionStoreKind};
 use crate::db::Db;
 use crate::idp::oidc::OidcProvider;
+use crate::idp::saml::SamlProvider;
 use crate::session::{SessionId, SessionRecord, SessionStore, Timeouts};
 use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
@@ -31,7 +33,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub sessions: SessionStore,
+    /// OIDC connections by name.
     pub providers: BTreeMap<String, Arc<OidcProvider>>,
+    /// SAML connections by name.
+    pub saml: BTreeMap<String, Arc<SamlProvider>>,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -154,6 +159,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let providers: BTreeMap<_, _> = config
         .connections
         .iter()
+        .filter(|c| c.oidc().is_some())
         .map(|c| {
             (
                 c.name.clone(),
@@ -165,7 +171,31 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             )
         })
         .collect();
-    if providers.is_empty() {
+    let mut saml = BTreeMap::new();
+    for c in config.connections.iter().filter(|c| c.saml().is_some()) {
+        let p = Arc::new(
+            SamlProvider::new(c, http.clone())
+                .with_context(|| format!("cannot prepare the SAML connection {}", c.name))?,
+        );
+        // A metadata file that cannot be used is a configuration error; a URL that is down is
+        // retried on schedule and at the next login.
+        if let Err(e) = p.refresh_metadata().await {
+            match &c.saml().expect("filtered").idp_metadata {
+                crate::config::MetadataSource::File(_) => {
+                    return Err(e.context(format!(
+                        "connection[{}].saml.idp_metadata_file is unusable",
+                        c.name
+                    )));
+                }
+                crate::config::MetadataSource::Url(_) => {
+                    tracing::warn!(connection = %c.name, error = %e, "IdP metadata not available at start; will retry");
+                }
+            }
+        }
+        tokio::spawn(p.clone().refresh_until_stopped());
+        saml.insert(c.name.clone(), p);
+    }
+    if providers.is_empty() && saml.is_empty() {
         tracing::warn!("no [[connection]] is configured: nobody can log in until one is added");
     }
     // Discover every provider now; one that is down is retried at its next login.
@@ -183,6 +213,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         db,
         sessions,
         providers,
+        saml,
     })
 }
 
@@ -224,6 +255,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
             "/backchannel-logout/{connection}",
             web::post().to(backchannel::logout),
         )
+        .route("/saml/{connection}/metadata", web::get().to(saml::metadata))
+        .route("/saml/{connection}/acs", web::post().to(saml::acs))
+        .route("/saml/{connection}/slo", web::get().to(saml::slo))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/readyz", web::get().to(readyz));
@@ -253,7 +287,7 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.ping().await.map_err(|e| e.to_string());
     let sessions = state.sessions.ping().await.map_err(|e| e.to_string());
-    let providers: BTreeMap<_, _> = state
+    let mut providers: BTreeMap<_, _> = state
         .providers
         .iter()
         .map(|(name, p)| {
@@ -267,6 +301,14 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             )
         })
         .collect();
+    for (name, p) in &state.saml {
+        let s = if p.has_metadata() {
+            "ready"
+        } else {
+            "no IdP metadata yet"
+        };
+        providers.insert(name.clone(), s);
+    }
     let ok = db.is_ok() && sessions.is_ok();
     let body = serde_json::json!({
         "status": if ok { "ready" } else { "not ready" },

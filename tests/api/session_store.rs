@@ -3,7 +3,7 @@
 use crate::helpers::redis_url;
 use jitbridge::provisioning::AccountSnapshot;
 use jitbridge::session::{
-    PendingLogin, SessionId, SessionRecord, SessionStore, Timeouts, unix_now,
+    PendingLogin, PendingProtocol, SessionId, SessionRecord, SessionStore, Timeouts, unix_now,
 };
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ fn record(account: &str) -> SessionRecord {
         connection: "c".into(),
         subject: "s".into(),
         idp_session: Some("sid-1".into()),
+        name_id: None,
         created_at: unix_now(),
         expires_at: unix_now() + 3600,
     }
@@ -129,8 +130,10 @@ async fn a_pending_login_can_be_taken_once() {
     for (name, s) in stores(600).await {
         let login = PendingLogin {
             connection: "c".into(),
-            nonce: "n".into(),
-            pkce_verifier: "v".into(),
+            protocol: PendingProtocol::Oidc {
+                nonce: "n".into(),
+                pkce_verifier: "v".into(),
+            },
             return_to: "/".into(),
             browser_binding: "b".into(),
             created_at: unix_now(),

@@ -1,0 +1,230 @@
+//! Single logout messages (SAML core 3.7): samael has the types but no helpers, and its
+//! `LogoutRequest` reads `SessionIndex` as an attribute where the schema has elements, so the
+//! messages are written and read here with quick-xml.
+
+use super::SamlError;
+use super::preflight::{self, ASSERTION_NS, PROTOCOL_NS};
+use quick_xml::Writer;
+use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
+pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+pub const STATUS_RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
+pub const STATUS_REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
+
+/// The NameID a session was established with, echoed in our LogoutRequest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NameId {
+    pub value: String,
+    pub format: Option<String>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn write(f: impl FnOnce(&mut Writer<Vec<u8>>) -> std::io::Result<()>) -> String {
+    let mut w = Writer::new(Vec::new());
+    f(&mut w).expect("writing to memory does not fail");
+    String::from_utf8(w.into_inner()).expect("quick-xml writes UTF-8")
+}
+
+fn text_element(w: &mut Writer<Vec<u8>>, name: &str, attrs: &[(&str, &str)], text: &str) -> std::io::Result<()> {
+    let mut start = BytesStart::new(name);
+    for (k, v) in attrs {
+        start.push_attribute((*k, *v));
+    }
+    w.write_event(Event::Start(start))?;
+    w.write_event(Event::Text(BytesText::new(text)))?;
+    w.write_event(Event::End(BytesEnd::new(name)))?;
+    Ok(())
+}
+
+/// An SP-initiated `LogoutRequest` for the IdP's SLO endpoint.
+pub fn logout_request_xml(
+    id: &str,
+    issuer: &str,
+    destination: &str,
+    name_id: &NameId,
+    session_index: Option<&str>,
+) -> String {
+    write(|w| {
+        let issued = now();
+        let mut root = BytesStart::new("samlp:LogoutRequest");
+        root.push_attribute(("xmlns:samlp", "urn:oasis:names:tc:SAML:2.0:protocol"));
+        root.push_attribute(("xmlns:saml", "urn:oasis:names:tc:SAML:2.0:assertion"));
+        root.push_attribute(("ID", id));
+        root.push_attribute(("Version", "2.0"));
+        root.push_attribute(("IssueInstant", issued.as_str()));
+        root.push_attribute(("Destination", destination));
+        w.write_event(Event::Start(root))?;
+        text_element(w, "saml:Issuer", &[], issuer)?;
+        let fmt: Vec<(&str, &str)> = name_id.format.as_deref().map(|f| ("Format", f)).into_iter().collect();
+        text_element(w, "saml:NameID", &fmt, &name_id.value)?;
+        if let Some(si) = session_index {
+            text_element(w, "samlp:SessionIndex", &[], si)?;
+        }
+        w.write_event(Event::End(BytesEnd::new("samlp:LogoutRequest")))?;
+        Ok(())
+    })
+}
+
+/// A `LogoutResponse` answering the IdP's `LogoutRequest`.
+pub fn logout_response_xml(id: &str, issuer: &str, destination: &str, in_response_to: &str, status: &str) -> String {
+    write(|w| {
+        let issued = now();
+        let mut root = BytesStart::new("samlp:LogoutResponse");
+        root.push_attribute(("xmlns:samlp", "urn:oasis:names:tc:SAML:2.0:protocol"));
+        root.push_attribute(("xmlns:saml", "urn:oasis:names:tc:SAML:2.0:assertion"));
+        root.push_attribute(("ID", id));
+        root.push_attribute(("Version", "2.0"));
+        root.push_attribute(("IssueInstant", issued.as_str()));
+        root.push_attribute(("Destination", destination));
+        root.push_attribute(("InResponseTo", in_response_to));
+        w.write_event(Event::Start(root))?;
+        text_element(w, "saml:Issuer", &[], issuer)?;
+        w.write_event(Event::Start(BytesStart::new("samlp:Status")))?;
+        let mut code = BytesStart::new("samlp:StatusCode");
+        code.push_attribute(("Value", status));
+        w.write_event(Event::Empty(code))?;
+        w.write_event(Event::End(BytesEnd::new("samlp:Status")))?;
+        w.write_event(Event::End(BytesEnd::new("samlp:LogoutResponse")))?;
+        Ok(())
+    })
+}
+
+/// What we read of a received logout message (request or response).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LogoutMessage {
+    pub id: Option<String>,
+    pub in_response_to: Option<String>,
+    pub destination: Option<String>,
+    pub issue_instant: Option<String>,
+    pub not_on_or_after: Option<String>,
+    pub issuer: Option<String>,
+    pub name_id: Option<NameId>,
+    pub session_indexes: Vec<String>,
+    pub status: Option<String>,
+}
+
+/// Reads a `LogoutRequest` or `LogoutResponse` (`root`) after the preflight refusals.
+pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> {
+    let shape = preflight::scan(xml, root)?;
+    let mut msg = LogoutMessage {
+        id: shape.id,
+        in_response_to: shape.in_response_to,
+        destination: shape.destination,
+        status: shape.status,
+        ..Default::default()
+    };
+    let mut reader = NsReader::from_str(xml);
+    let mut depth = 0usize;
+    let mut capture: Option<(&'static str, usize)> = None;
+    let mut text = String::new();
+    let bad = |m: &str| SamlError::Logout(m.to_string());
+    loop {
+        let (ns, ev) = reader.read_resolved_event().map_err(|_| bad("malformed XML"))?;
+        let is = |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
+        match ev {
+            Event::Start(ref e) => {
+                depth += 1;
+                let local = e.local_name();
+                if depth == 1 {
+                    for a in e.attributes().flatten() {
+                        let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|_| bad("bad attribute"))?.into_owned();
+                        match a.key.as_ref() {
+                            b"IssueInstant" => msg.issue_instant = Some(v),
+                            b"NotOnOrAfter" => msg.not_on_or_after = Some(v),
+                            _ => {}
+                        }
+                    }
+                } else if depth == 2 {
+                    let which = match local.as_ref() {
+                        b"Issuer" if is(ASSERTION_NS) => Some("issuer"),
+                        b"NameID" if is(ASSERTION_NS) => {
+                            let format = e
+                                .attributes()
+                                .flatten()
+                                .find(|a| a.key.as_ref() == b"Format")
+                                .and_then(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()));
+                            msg.name_id = Some(NameId { value: String::new(), format });
+                            Some("name_id")
+                        }
+                        b"SessionIndex" if is(PROTOCOL_NS) => Some("session_index"),
+                        b"EncryptedID" => return Err(bad("encrypted NameIDs in logout requests are not supported")),
+                        _ => None,
+                    };
+                    if let Some(w) = which {
+                        capture = Some((w, depth));
+                        text.clear();
+                    }
+                }
+            }
+            Event::Text(ref t) if capture.is_some() => {
+                text.push_str(&t.decode().map_err(|_| bad("bad text"))?);
+            }
+            Event::GeneralRef(ref r) if capture.is_some() => {
+                let name = r.decode().map_err(|_| bad("bad reference"))?;
+                let resolved = quick_xml::escape::resolve_predefined_entity(&name)
+                    .map(str::to_string)
+                    .or_else(|| {
+                        r.resolve_char_ref().ok().flatten().map(|c| c.to_string())
+                    })
+                    .ok_or_else(|| bad("unknown entity"))?;
+                text.push_str(&resolved);
+            }
+            Event::End(_) => {
+                if let Some((w, d)) = capture
+                    && d == depth
+                {
+                    let v = text.trim().to_string();
+                    match w {
+                        "issuer" => msg.issuer = Some(v),
+                        "name_id" => {
+                            if let Some(n) = msg.name_id.as_mut() {
+                                n.value = v;
+                            }
+                        }
+                        _ => msg.session_indexes.push(v),
+                    }
+                    capture = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_logout_request_reads_back() {
+        let n = NameId {
+            value: "alice&bob@example.com".into(),
+            format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
+        };
+        let xml = logout_request_xml("id1", "https://sp", "https://idp/slo", &n, Some("s<1>"));
+        let m = parse(&xml, "LogoutRequest").unwrap();
+        assert_eq!(m.id.as_deref(), Some("id1"));
+        assert_eq!(m.issuer.as_deref(), Some("https://sp"));
+        assert_eq!(m.destination.as_deref(), Some("https://idp/slo"));
+        assert_eq!(m.name_id, Some(n));
+        assert_eq!(m.session_indexes, vec!["s<1>".to_string()]);
+        assert!(m.issue_instant.is_some());
+    }
+
+    #[test]
+    fn a_written_logout_response_reads_back() {
+        let xml = logout_response_xml("id2", "https://sp", "https://idp/slo", "req9", STATUS_SUCCESS);
+        let m = parse(&xml, "LogoutResponse").unwrap();
+        assert_eq!(m.in_response_to.as_deref(), Some("req9"));
+        assert_eq!(m.status.as_deref(), Some(STATUS_SUCCESS));
+        assert!(parse(&xml, "LogoutRequest").is_err());
+    }
+}

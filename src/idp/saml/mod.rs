@@ -1,0 +1,245 @@
+//! The SAML 2.0 service-provider adapter: IdP metadata, AuthnRequests over HTTP-Redirect,
+//! response validation at the ACS, and single logout.
+//!
+//! `samael` (libxmlsec1) verifies XML signatures, decrypts assertions and checks the time
+//! windows, issuer, recipient and InResponseTo. This module adds what samael leaves to its
+//! callers (see the crate notes in the README): refusing DOCTYPEs and wrapping shapes before
+//! parsing ([`preflight`]), an algorithm allow-list, a required AudienceRestriction,
+//! SessionNotOnOrAfter, the signature policy of the connection, inner-signed encrypted
+//! assertions, redirect-binding signatures ([`redirect`]) and logout messages ([`logout`]).
+//! The replay cache lives in the session store, shared by replicas, and is kept by the caller.
+
+pub mod logout;
+mod metadata;
+pub mod preflight;
+pub mod redirect;
+mod response;
+
+use crate::config::{ConnectionConfig, MetadataSource, SamlConfig};
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use url::Url;
+
+pub use metadata::IdpView;
+pub use response::VerifiedResponse;
+
+/// Why a SAML message was refused. Messages are safe to show and to log: they say what failed,
+/// never the assertion's content.
+#[derive(Debug, thiserror::Error)]
+pub enum SamlError {
+    #[error("{0}")]
+    Preflight(#[from] preflight::PreflightError),
+    #[error("the identity provider's metadata is not available yet")]
+    NoMetadata,
+    #[error("the identity provider reported the status {0}")]
+    Status(String),
+    #[error("the response was sent to another endpoint (Destination)")]
+    Destination,
+    #[error("the response answers no outstanding request of ours (InResponseTo)")]
+    InResponseTo,
+    #[error("an unsolicited response arrived, and IdP-initiated login is off for this connection")]
+    Unsolicited,
+    #[error("the response is not signed as this connection requires ({0})")]
+    SignatureRequired(&'static str),
+    #[error("the signature does not verify with the identity provider's certificate, or uses a refused algorithm")]
+    BadSignature,
+    #[error("the encrypted assertion cannot be decrypted with our key")]
+    Decryption,
+    #[error("the assertion is not meant for us (Audience)")]
+    Audience,
+    #[error("the assertion is invalid: {0}")]
+    Invalid(String),
+    #[error("the identity provider's session has already ended (SessionNotOnOrAfter)")]
+    SessionEnded,
+    #[error("the assertion names no usable subject: {0}")]
+    Subject(String),
+    #[error("the logout message is invalid: {0}")]
+    Logout(String),
+}
+
+/// One SAML connection: our SP settings and the IdP as its metadata describes it.
+pub struct SamlProvider {
+    name: String,
+    cfg: SamlConfig,
+    sp_key: Option<PKey<Private>>,
+    sp_cert: Option<X509>,
+    http: reqwest::Client,
+    idp: RwLock<Option<Arc<IdpView>>>,
+    last_fetch: std::sync::Mutex<Option<Instant>>,
+}
+
+/// A started login: where to send the browser and the request id to expect back.
+pub struct StartedSamlLogin {
+    pub redirect_url: Url,
+    pub request_id: String,
+}
+
+impl SamlProvider {
+    pub fn new(conn: &ConnectionConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+        let cfg = conn
+            .saml()
+            .expect("SamlProvider::new is called for SAML connections")
+            .clone();
+        let sp_key = cfg
+            .sp_private_key
+            .as_ref()
+            .map(|k| PKey::private_key_from_pem(k.expose().as_bytes()))
+            .transpose()?;
+        let sp_cert = cfg
+            .sp_certificate
+            .as_ref()
+            .map(|c| X509::from_pem(c.as_bytes()))
+            .transpose()?;
+        Ok(Self {
+            name: conn.name.clone(),
+            cfg,
+            sp_key,
+            sp_cert,
+            http,
+            idp: RwLock::new(None),
+            last_fetch: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn has_metadata(&self) -> bool {
+        self.idp.read().expect("lock").is_some()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &SamlConfig {
+        &self.cfg
+    }
+
+    /// The IdP as last loaded, loading it now if it never was (rate-limited).
+    pub async fn idp(&self) -> Result<Arc<IdpView>, SamlError> {
+        if let Some(v) = self.idp.read().expect("lock").clone() {
+            return Ok(v);
+        }
+        let due = {
+            let mut last = self.last_fetch.lock().expect("lock");
+            let due = last.is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due && let Err(e) = self.refresh_metadata().await {
+            tracing::warn!(connection = %self.name, error = %e, "IdP metadata not available");
+        }
+        self.idp.read().expect("lock").clone().ok_or(SamlError::NoMetadata)
+    }
+
+    /// Loads the IdP metadata from its file or URL and swaps it in; on failure the last good
+    /// copy stays in use.
+    pub async fn refresh_metadata(&self) -> anyhow::Result<()> {
+        let text = match &self.cfg.idp_metadata {
+            MetadataSource::File(path) => tokio::fs::read_to_string(path).await.map_err(|e| {
+                anyhow::anyhow!("cannot read idp_metadata_file {}: {e}", path.display())
+            })?,
+            MetadataSource::Url(url) => {
+                let resp = self
+                    .http
+                    .get(url.clone())
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot fetch idp_metadata_url: {e}"))?;
+                if !resp.status().is_success() {
+                    anyhow::bail!("idp_metadata_url answered {}", resp.status());
+                }
+                let bytes = resp.bytes().await?;
+                if bytes.len() > 4 * 1024 * 1024 {
+                    anyhow::bail!("idp_metadata_url returned more than 4 MiB");
+                }
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| anyhow::anyhow!("the IdP metadata is not UTF-8"))?
+            }
+        };
+        let view = IdpView::parse(&text, &self.cfg, self.sp_key.as_ref())?;
+        *self.idp.write().expect("lock") = Some(Arc::new(view));
+        Ok(())
+    }
+
+    /// Keeps the metadata fresh while the server runs.
+    pub async fn refresh_until_stopped(self: Arc<Self>) {
+        let every = self.cfg.metadata_refresh;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.refresh_metadata().await {
+                Ok(()) => tracing::debug!(connection = %self.name, "IdP metadata refreshed"),
+                Err(e) => tracing::warn!(connection = %self.name, error = %e, "IdP metadata refresh failed; keeping the last good copy"),
+            }
+        }
+    }
+
+    /// Builds an AuthnRequest for the HTTP-Redirect binding, signed when configured.
+    pub async fn start(&self, relay_state: &str) -> Result<StartedSamlLogin, SamlError> {
+        let idp = self.idp().await?;
+        let request_id = new_message_id();
+        let mut request = idp
+            .sp
+            .make_authentication_request(idp.sso_redirect.as_str())
+            .map_err(|e| SamlError::Invalid(format!("cannot build the AuthnRequest: {e}")))?;
+        request.id = request_id.clone();
+        let xml = samael::traits::ToXml::to_string(&request)
+            .map_err(|e| SamlError::Invalid(format!("cannot serialize the AuthnRequest: {e:?}")))?;
+        let key = self.cfg.sign_requests.then_some(self.sp_key.as_ref()).flatten();
+        let redirect_url = redirect::encode(
+            &idp.sso_redirect,
+            "SAMLRequest",
+            &xml,
+            Some(relay_state),
+            key,
+        )
+        .map_err(|e| SamlError::Invalid(format!("cannot sign the request: {e}")))?;
+        Ok(StartedSamlLogin {
+            redirect_url,
+            request_id,
+        })
+    }
+
+    /// Verifies a POSTed `SAMLResponse`. `expected_request` is the id of our outstanding
+    /// AuthnRequest that the browser's RelayState led to, or `None` for an unsolicited response.
+    pub async fn verify_response(
+        &self,
+        saml_response: &str,
+        expected_request: Option<&str>,
+    ) -> Result<VerifiedResponse, SamlError> {
+        let idp = self.idp().await?;
+        response::verify(
+            &self.cfg,
+            &idp,
+            self.sp_key.as_ref(),
+            saml_response,
+            expected_request,
+        )
+    }
+
+    /// Our SP metadata, to paste into the IdP.
+    pub fn sp_metadata(&self) -> Result<String, SamlError> {
+        metadata::sp_metadata(&self.cfg, self.sp_cert.as_ref())
+            .map_err(|e| SamlError::Invalid(format!("cannot build the metadata: {e}")))
+    }
+
+    pub fn sp_key(&self) -> Option<&PKey<Private>> {
+        self.sp_key.as_ref()
+    }
+}
+
+/// A fresh SAML message id: 128 random bits, starting with a letter as xs:ID requires.
+pub fn new_message_id() -> String {
+    let mut b = [0u8; 16];
+    openssl::rand::rand_bytes(&mut b).expect("the OS random generator is available");
+    let mut s = String::with_capacity(34);
+    s.push_str("id");
+    for x in b {
+        use std::fmt::Write;
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}

@@ -1,0 +1,311 @@
+//! The first look at a posted SAML message, before any XML library touches it.
+//!
+//! Refuses what no honest IdP sends and what known attacks need: oversized input, non-UTF-8,
+//! a DOCTYPE or entity declaration (XXE, billion laughs), more than one assertion (signature
+//! wrapping: an extra assertion before or after the signed one, or one hidden in an extension),
+//! more than one Response, and a comment or CDATA section splitting a text value (the 2018
+//! comment-truncation class, where `alice@corp.com<!---->.evil` verifies as one value and is
+//! read as another). What it learns here is untrusted and is used only to refuse, or to look up
+//! the outstanding request; every accepted value comes from the verified document.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
+pub const PROTOCOL_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
+pub const ASSERTION_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
+pub const DSIG_NS: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
+
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PreflightError {
+    #[error("the message is larger than the configured limit")]
+    TooLarge,
+    #[error("the message is not valid base64")]
+    NotBase64,
+    #[error("the message is not UTF-8 XML")]
+    NotUtf8,
+    #[error("the message carries a DOCTYPE or entity declaration, which SAML never needs")]
+    Doctype,
+    #[error("the message is not well-formed XML")]
+    Malformed,
+    #[error("the message nests elements deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("the message is not a SAML {0}")]
+    WrongRoot(&'static str),
+    #[error("the message carries {0} assertions; exactly one is accepted")]
+    AssertionCount(usize),
+    #[error("the message carries more than one {0} element")]
+    Duplicated(&'static str),
+    #[error("a comment or CDATA section splits a text value (possible truncation attack)")]
+    SplitText,
+}
+
+/// What the untrusted scan saw of a `samlp:Response`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResponseShape {
+    pub id: Option<String>,
+    pub in_response_to: Option<String>,
+    pub destination: Option<String>,
+    /// The top-level `StatusCode` value.
+    pub status: Option<String>,
+    pub encrypted: bool,
+    /// `URI` of the `Reference` of a `ds:Signature` that is a direct child of the Response.
+    pub response_signature_ref: Option<String>,
+    pub assertion_id: Option<String>,
+    /// Same, for a signature directly inside the (plain) Assertion.
+    pub assertion_signature_ref: Option<String>,
+}
+
+impl ResponseShape {
+    /// True when a signature placed on the Response points at the Response itself.
+    pub fn response_signed(&self) -> bool {
+        matches!((&self.id, &self.response_signature_ref), (Some(id), Some(r)) if r.strip_prefix('#') == Some(id.as_str()))
+    }
+
+    pub fn assertion_signed(&self) -> bool {
+        matches!((&self.assertion_id, &self.assertion_signature_ref), (Some(id), Some(r)) if r.strip_prefix('#') == Some(id.as_str()))
+    }
+}
+
+/// Decodes a POSTed `SAMLResponse` (base64, no compression) within `max_bytes`.
+pub fn decode_post(value: &str, max_bytes: usize) -> Result<String, PreflightError> {
+    use base64::Engine;
+    // Base64 is 4/3 of the payload; refuse before allocating.
+    if value.len() > max_bytes / 3 * 4 + 4 {
+        return Err(PreflightError::TooLarge);
+    }
+    let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| PreflightError::NotBase64)?;
+    String::from_utf8(bytes).map_err(|_| PreflightError::NotUtf8)
+}
+
+/// Decodes an HTTP-Redirect binding value (base64 of raw DEFLATE) within `max_bytes`.
+pub fn decode_redirect(value: &str, max_bytes: usize) -> Result<String, PreflightError> {
+    use base64::Engine;
+    use std::io::Read;
+    if value.len() > max_bytes {
+        return Err(PreflightError::TooLarge);
+    }
+    // A sender that left `+` unescaped has had it turned into a space by form decoding.
+    let compact: String = value
+        .chars()
+        .filter(|c| *c != '\n' && *c != '\r')
+        .map(|c| if c == ' ' { '+' } else { c })
+        .collect();
+    let compressed = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| PreflightError::NotBase64)?;
+    let mut out = Vec::new();
+    // `take` bounds a decompression bomb.
+    flate2::read::DeflateDecoder::new(compressed.as_slice())
+        .take(max_bytes as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| PreflightError::Malformed)?;
+    if out.len() > max_bytes {
+        return Err(PreflightError::TooLarge);
+    }
+    String::from_utf8(out).map_err(|_| PreflightError::NotUtf8)
+}
+
+/// Refuses declarations before any parser sees them: a byte scan, so that no encoding trick or
+/// parser option can let an entity through.
+fn refuse_declarations(xml: &str) -> Result<(), PreflightError> {
+    let lower = xml.to_ascii_lowercase();
+    if lower.contains("<!doctype") || lower.contains("<!entity") || lower.contains("<!element") {
+        return Err(PreflightError::Doctype);
+    }
+    // Only UTF-8 is accepted: a declaration claiming another encoding would let a parser read
+    // the bytes differently from this scan.
+    if let Some(decl_end) = lower.strip_prefix("<?xml").and_then(|r| r.find("?>"))
+        && let Some(enc) = lower[5..5 + decl_end].split("encoding").nth(1)
+    {
+        let enc = enc.trim_start_matches([' ', '=', '"', '\'']);
+        if !(enc.starts_with("utf-8") || enc.starts_with("utf8")) {
+            return Err(PreflightError::NotUtf8);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct ElementState {
+    /// Non-whitespace text seen directly in this element.
+    text: bool,
+    /// A comment or CDATA section seen directly in this element.
+    split: bool,
+}
+
+fn attr(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.as_ref() == name)
+        .and_then(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()))
+}
+
+fn is(ns: &ResolveResult<'_>, want: &[u8]) -> bool {
+    matches!(ns, ResolveResult::Bound(n) if n.as_ref() == want)
+}
+
+/// Scans a whole document for the refusals above; `root` is the expected root element in the
+/// SAML protocol namespace (`Response`, `LogoutRequest`, `LogoutResponse`).
+pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightError> {
+    refuse_declarations(xml)?;
+    let mut reader = NsReader::from_str(xml);
+    reader.config_mut().check_end_names = true;
+    let mut shape = ResponseShape::default();
+    // Local names of open elements, with their namespace class.
+    let mut stack: Vec<(Vec<u8>, u8, ElementState)> = Vec::new();
+    let (mut assertions, mut responses, mut statuses) = (0usize, 0usize, 0usize);
+    let mut seen_root = false;
+    // Which signature we are inside: 1 = on the Response, 2 = on the Assertion.
+    let mut signature_owner: Option<(usize, u8)> = None;
+    const OTHER: u8 = 0;
+    const SAMLP: u8 = 1;
+    const SAML: u8 = 2;
+    const DS: u8 = 3;
+    loop {
+        let (ns, ev) = reader
+            .read_resolved_event()
+            .map_err(|_| PreflightError::Malformed)?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let local = e.local_name().as_ref().to_vec();
+                let class = if is(&ns, PROTOCOL_NS) {
+                    SAMLP
+                } else if is(&ns, ASSERTION_NS) {
+                    SAML
+                } else if is(&ns, DSIG_NS) {
+                    DS
+                } else {
+                    OTHER
+                };
+                if !seen_root {
+                    seen_root = true;
+                    if class != SAMLP || local != root.as_bytes() {
+                        return Err(PreflightError::WrongRoot(root));
+                    }
+                    shape.id = attr(e, b"ID");
+                    shape.in_response_to = attr(e, b"InResponseTo");
+                    shape.destination = attr(e, b"Destination");
+                } else if stack.is_empty() {
+                    return Err(PreflightError::Malformed);
+                }
+                let depth = stack.len();
+                match (class, local.as_slice()) {
+                    (SAMLP, b"Response") | (SAMLP, b"LogoutRequest") | (SAMLP, b"LogoutResponse") => {
+                        responses += 1;
+                        if responses > 1 {
+                            return Err(PreflightError::Duplicated("protocol message"));
+                        }
+                    }
+                    (SAML, b"Assertion") => {
+                        assertions += 1;
+                        if assertions > 1 {
+                            return Err(PreflightError::AssertionCount(assertions));
+                        }
+                        shape.assertion_id = attr(e, b"ID");
+                    }
+                    (SAML, b"EncryptedAssertion") => {
+                        assertions += 1;
+                        if assertions > 1 {
+                            return Err(PreflightError::AssertionCount(assertions));
+                        }
+                        shape.encrypted = true;
+                    }
+                    (SAMLP, b"StatusCode") if depth == 2 => {
+                        statuses += 1;
+                        if statuses > 1 {
+                            return Err(PreflightError::Duplicated("top-level StatusCode"));
+                        }
+                        shape.status = attr(e, b"Value");
+                    }
+                    (DS, b"Signature") => {
+                        let parent = stack.last().map(|(n, c, _)| (n.as_slice(), *c));
+                        signature_owner = match parent {
+                            Some((b"Response", SAMLP)) if depth == 1 => Some((depth, 1)),
+                            Some((b"Assertion", SAML)) => Some((depth, 2)),
+                            _ => None,
+                        };
+                    }
+                    (DS, b"Reference") => {
+                        if let Some((_, owner)) = signature_owner {
+                            let uri = attr(e, b"URI");
+                            let slot = if owner == 1 {
+                                &mut shape.response_signature_ref
+                            } else {
+                                &mut shape.assertion_signature_ref
+                            };
+                            if slot.is_some() {
+                                return Err(PreflightError::Duplicated("signature reference"));
+                            }
+                            *slot = uri;
+                        }
+                    }
+                    _ => {}
+                }
+                if matches!(ev, Event::Start(_)) {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(PreflightError::TooDeep);
+                    }
+                    stack.push((local, class, ElementState::default()));
+                }
+            }
+            Event::End(_) => {
+                let (_, _, st) = stack.pop().ok_or(PreflightError::Malformed)?;
+                if st.text && st.split {
+                    return Err(PreflightError::SplitText);
+                }
+                if let Some((d, _)) = signature_owner
+                    && stack.len() == d
+                {
+                    signature_owner = None;
+                }
+            }
+            Event::Text(ref t) => {
+                if let Some((_, _, st)) = stack.last_mut() {
+                    if t.iter().any(|b| !b.is_ascii_whitespace()) {
+                        st.text = true;
+                    }
+                } else if t.iter().any(|b| !b.is_ascii_whitespace()) {
+                    return Err(PreflightError::Malformed);
+                }
+            }
+            Event::GeneralRef(_) => {
+                // A character or predefined entity reference is part of a text value.
+                if let Some((_, _, st)) = stack.last_mut() {
+                    st.text = true;
+                }
+            }
+            Event::Comment(_) | Event::CData(_) => {
+                if let Some((_, _, st)) = stack.last_mut() {
+                    st.split = true;
+                }
+            }
+            Event::DocType(_) => return Err(PreflightError::Doctype),
+            Event::PI(_) => {
+                if seen_root {
+                    return Err(PreflightError::Malformed);
+                }
+            }
+            Event::Decl(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !seen_root || !stack.is_empty() {
+        return Err(PreflightError::Malformed);
+    }
+    if root == "Response" && assertions != 1 {
+        return Err(PreflightError::AssertionCount(assertions));
+    }
+    if root != "Response" && assertions != 0 {
+        return Err(PreflightError::AssertionCount(assertions));
+    }
+    Ok(shape)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+use super::*;
+
+const NS: &str = r#"xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:ds="http://www.w3.org/2000/09/xmldsig#""#;
+
+fn response(inner: &str) -> String {
+    format!(
+        r#"<samlp:Response {NS} ID="r1" InResponseTo="q1" Destination="https://sp/acs"><saml:Issuer>idp</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>{inner}</samlp:Response>"#
+    )
+}
+
+const ASSERTION: &str = r##"<saml:Assertion ID="a1"><saml:Issuer>idp</saml:Issuer><ds:Signature><ds:SignedInfo><ds:Reference URI="#a1"/></ds:SignedInfo></ds:Signature><saml:Subject><saml:NameID>alice</saml:NameID></saml:Subject></saml:Assertion>"##;
+
+#[test]
+fn a_plain_response_passes_and_its_shape_is_read() {
+    let s = scan(&response(ASSERTION), "Response").unwrap();
+    assert_eq!(s.id.as_deref(), Some("r1"));
+    assert_eq!(s.in_response_to.as_deref(), Some("q1"));
+    assert_eq!(s.destination.as_deref(), Some("https://sp/acs"));
+    assert_eq!(s.assertion_id.as_deref(), Some("a1"));
+    assert!(s.assertion_signed());
+    assert!(!s.response_signed());
+    assert_eq!(
+        s.status.as_deref(),
+        Some("urn:oasis:names:tc:SAML:2.0:status:Success")
+    );
+}
+
+#[test]
+fn a_signature_on_the_response_that_points_elsewhere_does_not_count_as_a_response_signature() {
+    let xml = format!(
+        r##"<samlp:Response {NS} ID="r1"><ds:Signature><ds:SignedInfo><ds:Reference URI="#a1"/></ds:SignedInfo></ds:Signature><samlp:Status><samlp:StatusCode Value="x"/></samlp:Status>{ASSERTION}</samlp:Response>"##
+    );
+    let s = scan(&xml, "Response").unwrap();
+    assert!(!s.response_signed());
+}
+
+#[test]
+fn doctype_and_entities_are_refused_before_parsing() {
+    let laughs = format!(
+        r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>{}"#,
+        response(ASSERTION)
+    );
+    assert_eq!(scan(&laughs, "Response"), Err(PreflightError::Doctype));
+    let xxe = format!(
+        r#"<!doctype r [<!entity x SYSTEM "file:///etc/passwd">]>{}"#,
+        response(ASSERTION)
+    );
+    assert_eq!(scan(&xxe, "Response"), Err(PreflightError::Doctype));
+}
+
+#[test]
+fn a_declared_encoding_other_than_utf8_is_refused() {
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-16"?>{}"#,
+        response(ASSERTION)
+    );
+    assert_eq!(scan(&xml, "Response"), Err(PreflightError::NotUtf8));
+    let ok = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>{}"#,
+        response(ASSERTION)
+    );
+    assert!(scan(&ok, "Response").is_ok());
+}
+
+#[test]
+fn a_second_assertion_anywhere_is_refused() {
+    let two = response(&format!("{ASSERTION}{}", ASSERTION.replace("a1", "a2")));
+    assert_eq!(
+        scan(&two, "Response"),
+        Err(PreflightError::AssertionCount(2))
+    );
+    let hidden = response(&format!(
+        "<samlp:Extensions>{}</samlp:Extensions>{ASSERTION}",
+        ASSERTION.replace("a1", "evil")
+    ));
+    assert_eq!(
+        scan(&hidden, "Response"),
+        Err(PreflightError::AssertionCount(2))
+    );
+    assert_eq!(
+        scan(&response(""), "Response"),
+        Err(PreflightError::AssertionCount(0))
+    );
+}
+
+#[test]
+fn a_response_wrapped_in_another_is_refused() {
+    let inner = response(ASSERTION);
+    let outer = format!(
+        r#"<samlp:Response {NS} ID="evil"><samlp:Extensions>{inner}</samlp:Extensions></samlp:Response>"#
+    );
+    assert!(matches!(
+        scan(&outer, "Response"),
+        Err(PreflightError::Duplicated(_)) | Err(PreflightError::AssertionCount(_))
+    ));
+}
+
+#[test]
+fn a_comment_inside_a_text_value_is_refused() {
+    let xml = response(
+        &ASSERTION.replace("alice", "alice@corp.example<!---->.evil.example"),
+    );
+    assert_eq!(scan(&xml, "Response"), Err(PreflightError::SplitText));
+    let cdata = response(&ASSERTION.replace("alice", "alice<![CDATA[x]]>"));
+    assert_eq!(scan(&cdata, "Response"), Err(PreflightError::SplitText));
+    // A comment between elements is harmless.
+    let between = response(&ASSERTION.replace("<saml:Subject>", "<!-- note --><saml:Subject>"));
+    assert!(scan(&between, "Response").is_ok());
+}
+
+#[test]
+fn the_wrong_root_and_garbage_are_refused() {
+    assert_eq!(
+        scan(&format!(r#"<samlp:LogoutRequest {NS}/>"#), "Response"),
+        Err(PreflightError::WrongRoot("Response"))
+    );
+    assert_eq!(
+        scan(r#"<Response>x</Response>"#, "Response"),
+        Err(PreflightError::WrongRoot("Response"))
+    );
+    assert_eq!(
+        scan("<samlp:Response", "Response"),
+        Err(PreflightError::Malformed)
+    );
+    assert!(scan("", "Response").is_err());
+    assert!(scan(&format!("{}<x/>", response(ASSERTION)), "Response").is_err());
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let deep = format!(
+        "{}{}",
+        "<a>".repeat(100),
+        "</a>".repeat(100)
+    );
+    let xml = response(&format!("{ASSERTION}<samlp:Extensions>{deep}</samlp:Extensions>"));
+    assert_eq!(scan(&xml, "Response"), Err(PreflightError::TooDeep));
+}
+
+#[test]
+fn decoding_respects_the_size_limit_and_bounds_deflate_bombs() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode("x".repeat(10_000));
+    assert_eq!(decode_post(&b64, 4096), Err(PreflightError::TooLarge));
+    assert_eq!(decode_post("!!!", 4096), Err(PreflightError::NotBase64));
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut enc, &vec![b'a'; 50_000_000]).unwrap();
+    let bomb = base64::engine::general_purpose::STANDARD.encode(enc.finish().unwrap());
+    assert_eq!(decode_redirect(&bomb, 65_536), Err(PreflightError::TooLarge));
+}
+
+proptest::proptest! {
+    #[test]
+    fn scanning_arbitrary_text_never_panics(s in ".{0,400}") {
+        let _ = scan(&s, "Response");
+        let _ = decode_post(&s, 4096);
+        let _ = decode_redirect(&s, 4096);
+    }
+}

@@ -1,0 +1,359 @@
+//! Validation of a POSTed `samlp:Response` at the ACS.
+
+use super::preflight;
+use super::{IdpView, SamlError};
+use crate::config::{RequiredSignature, SamlConfig, SamlSubject};
+use crate::mapping::Claims;
+use openssl::pkey::{PKey, Private};
+use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
+use samael::schema::Assertion;
+use serde_json::Value;
+
+const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+
+/// A response that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedResponse {
+    pub subject: String,
+    /// Attributes by Name and by FriendlyName, plus `name_id` and `name_id_format`.
+    pub claims: Claims,
+    pub name_id: Option<super::logout::NameId>,
+    pub session_index: Option<String>,
+    /// The assertion's id, for the replay cache.
+    pub assertion_id: String,
+    /// Unix seconds until which the assertion could be replayed (for the replay cache's TTL).
+    pub valid_until: i64,
+    /// Unix seconds: SessionNotOnOrAfter, which caps our session.
+    pub session_not_on_or_after: Option<i64>,
+}
+
+pub(super) fn verify(
+    cfg: &SamlConfig,
+    idp: &IdpView,
+    sp_key: Option<&PKey<Private>>,
+    encoded: &str,
+    expected_request: Option<&str>,
+) -> Result<VerifiedResponse, SamlError> {
+    let xml = preflight::decode_post(encoded, cfg.max_response_bytes)?;
+    let shape = preflight::scan(&xml, "Response")?;
+
+    // Refusals on the untrusted view are safe: they can only turn a response away.
+    if let Some(status) = &shape.status
+        && status != STATUS_SUCCESS
+    {
+        return Err(SamlError::Status(short_status(status)));
+    }
+    if shape.status.is_none() {
+        return Err(SamlError::Invalid("the response has no Status".into()));
+    }
+    if let Some(d) = &shape.destination
+        && d != cfg.acs_url.as_str()
+    {
+        return Err(SamlError::Destination);
+    }
+    let sp = match expected_request {
+        Some(id) => {
+            if let Some(irt) = &shape.in_response_to
+                && irt != id
+            {
+                return Err(SamlError::InResponseTo);
+            }
+            &idp.sp
+        }
+        None => {
+            if shape.in_response_to.is_some() {
+                // It answers a request, but not one this browser has outstanding.
+                return Err(SamlError::InResponseTo);
+            }
+            idp.sp_unsolicited.as_ref().ok_or(SamlError::Unsolicited)?
+        }
+    };
+
+    // An assertion encrypted to us: when only the inner assertion is signed (ADFS, Entra ID),
+    // it must be decrypted before its signature can be checked.
+    let (document, inner_shape, inner_plain) = if shape.encrypted {
+        let key = sp_key.ok_or_else(|| {
+            SamlError::Invalid("the assertion is encrypted, but no sp_private_key is configured".into())
+        })?;
+        let plain = decrypt(&xml, key)?;
+        let spliced = splice_assertion(&xml, &plain)?;
+        let inner = preflight::scan(&spliced, "Response")?;
+        if shape.response_signed() {
+            // The Response signature covers the encrypted form: verify the original.
+            (xml.clone(), inner, Some(plain))
+        } else {
+            (spliced, inner.clone(), Some(plain))
+        }
+    } else {
+        (xml.clone(), shape.clone(), None)
+    };
+
+    let response_signed = shape.response_signed();
+    let assertion_signed = inner_shape.assertion_signed();
+    let ok = match cfg.required_signature {
+        RequiredSignature::Either => response_signed || assertion_signed,
+        RequiredSignature::Response => response_signed,
+        RequiredSignature::Assertion => assertion_signed,
+        RequiredSignature::Both => response_signed && assertion_signed,
+    };
+    if !ok {
+        return Err(SamlError::SignatureRequired(match cfg.required_signature {
+            RequiredSignature::Either => "a signed response or assertion",
+            RequiredSignature::Response => "a signed response",
+            RequiredSignature::Assertion => "a signed assertion",
+            RequiredSignature::Both => "a signed response and a signed assertion",
+        }));
+    }
+    // When the assertion's own signature matters but samael will verify the outer one
+    // (encrypted + signed response), check the inner signature on the decrypted assertion.
+    if let (Some(plain), true) = (&inner_plain, response_signed && assertion_signed) {
+        verify_standalone(plain, idp, cfg)?;
+    }
+
+    let ids = expected_request.map(|id| [id]);
+    let assertion = sp
+        .parse_xml_response(&document, ids.as_ref().map(|a| &a[..]))
+        .map_err(map_samael)?;
+
+    // The assertion samael returns must be the one the scan saw (and judged signed).
+    if inner_shape.assertion_id.as_deref() != Some(assertion.id.as_str()) {
+        return Err(SamlError::Invalid("the processed assertion is not the signed one".into()));
+    }
+    check_conditions(cfg, &assertion)?;
+    build(cfg, &assertion)
+}
+
+fn short_status(s: &str) -> String {
+    let tail = s.rsplit(':').next().unwrap_or(s);
+    tail.chars().filter(|c| c.is_ascii_alphanumeric()).take(64).collect()
+}
+
+fn map_samael(e: samael::service_provider::Error) -> SamlError {
+    use samael::service_provider::Error as E;
+    match e {
+        E::FailedToValidateSignature | E::CryptoXmlError(_) | E::CryptoProviderError(_) => SamlError::BadSignature,
+        E::DestinationValidationError { .. } => SamlError::Destination,
+        E::AssertionInResponseToInvalid { .. } | E::ResponseInResponseToInvalid { .. } => SamlError::InResponseTo,
+        E::AssertionConditionAudienceRestrictionFailed { .. } => SamlError::Audience,
+        E::ResponseBadStatusCode { code } => SamlError::Status(short_status(&code)),
+        E::FailedToDecryptAssertion | E::EncryptedAssertionInvalid | E::MissingPrivateKeySP
+        | E::MissingEncryptedKeyInfo | E::MissingEncryptedValueInfo
+        | E::EncryptedAssertionKeyMethodUnsupported { .. }
+        | E::EncryptedAssertionValueMethodUnsupported { .. } => SamlError::Decryption,
+        E::AssertionExpired { .. } | E::ResponseExpired { .. } | E::AssertionConditionExpired { .. }
+        | E::AssertionSubjectConfirmationExpired { .. } => SamlError::Invalid("it has expired".into()),
+        E::AssertionConditionExpiredBefore { .. } | E::AssertionSubjectConfirmationExpiredBefore { .. } => {
+            SamlError::Invalid("it is not valid yet".into())
+        }
+        E::AssertionIssuerMismatch { .. } | E::ResponseIssuerMismatch { .. } => {
+            SamlError::Invalid("it was issued by another identity provider (Issuer)".into())
+        }
+        E::AssertionRecipientMismatch { .. } => {
+            SamlError::Invalid("it was meant for another endpoint (Recipient)".into())
+        }
+        E::AssertionBearerSubjectConfirmationMissing | E::AssertionSubjectConfirmationMissing => {
+            SamlError::Invalid("it has no usable bearer SubjectConfirmation".into())
+        }
+        other => SamlError::Invalid(format!("it cannot be read ({other})")),
+    }
+}
+
+/// What samael leaves to its caller: an AudienceRestriction is required, and each one present
+/// must name us (SAML core 2.5.1.4); SessionNotOnOrAfter must lie ahead.
+fn check_conditions(cfg: &SamlConfig, a: &Assertion) -> Result<(), SamlError> {
+    let restrictions = a
+        .conditions
+        .as_ref()
+        .and_then(|c| c.audience_restrictions.as_ref())
+        .filter(|r| !r.is_empty())
+        .ok_or(SamlError::Audience)?;
+    if !restrictions
+        .iter()
+        .all(|r| r.audience.iter().any(|aud| aud == &cfg.entity_id))
+    {
+        return Err(SamlError::Audience);
+    }
+    let skew = chrono::Duration::from_std(cfg.clock_skew).unwrap_or_default();
+    for st in a.authn_statements.iter().flatten() {
+        if let Some(end) = st.session_not_on_or_after
+            && end + skew <= chrono::Utc::now()
+        {
+            return Err(SamlError::SessionEnded);
+        }
+    }
+    Ok(())
+}
+
+fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError> {
+    let mut claims = Claims::new();
+    for st in a.attribute_statements.iter().flatten() {
+        for attr in &st.attributes {
+            let values: Vec<Value> = attr
+                .values
+                .iter()
+                .filter_map(|v| v.value.clone())
+                .map(Value::String)
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            let v = if values.len() == 1 {
+                values[0].clone()
+            } else {
+                Value::Array(values)
+            };
+            for key in [&attr.name, &attr.friendly_name].into_iter().flatten() {
+                if !key.is_empty() && !claims.contains_key(key) {
+                    claims.insert(key.clone(), v.clone());
+                }
+            }
+        }
+    }
+    let name_id = a
+        .subject
+        .as_ref()
+        .and_then(|s| s.name_id.as_ref())
+        .filter(|n| !n.value.trim().is_empty())
+        .map(|n| super::logout::NameId {
+            value: n.value.trim().to_string(),
+            format: n.format.clone(),
+        });
+    if let Some(n) = &name_id {
+        claims.insert("name_id".into(), Value::String(n.value.clone()));
+        if let Some(f) = &n.format {
+            claims.insert("name_id_format".into(), Value::String(f.clone()));
+        }
+    }
+    let subject = match &cfg.subject {
+        SamlSubject::NameId => {
+            let n = name_id
+                .as_ref()
+                .ok_or_else(|| SamlError::Subject("the assertion has no NameID".into()))?;
+            if n.format.as_deref() == Some(TRANSIENT) {
+                return Err(SamlError::Subject(
+                    "the NameID is transient (new at every login); ask the IdP for a persistent NameID or set subject_attribute".into(),
+                ));
+            }
+            n.value.clone()
+        }
+        SamlSubject::Attribute(name) => match claims.get(name) {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(_) => {
+                return Err(SamlError::Subject(format!(
+                    "the attribute `{name}` must have exactly one value"
+                )));
+            }
+            None => {
+                return Err(SamlError::Subject(format!(
+                    "the attribute `{name}` is missing"
+                )));
+            }
+        },
+    };
+    if subject.len() > 512 {
+        return Err(SamlError::Subject("the subject is longer than 512 characters".into()));
+    }
+    let session = a.authn_statements.iter().flatten().next();
+    let session_index = session.and_then(|s| s.session_index.clone());
+    let session_not_on_or_after = session
+        .and_then(|s| s.session_not_on_or_after)
+        .map(|t| t.timestamp());
+    let conditions_end = a.conditions.as_ref().and_then(|c| c.not_on_or_after);
+    let confirmation_end = a
+        .subject
+        .as_ref()
+        .and_then(|s| s.subject_confirmations.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.subject_confirmation_data.as_ref()?.not_on_or_after)
+        .max();
+    let skew = cfg.clock_skew.as_secs() as i64;
+    let valid_until = [conditions_end, confirmation_end]
+        .into_iter()
+        .flatten()
+        .map(|t| t.timestamp())
+        .max()
+        .unwrap_or_else(|| chrono::Utc::now().timestamp() + 300)
+        + skew;
+    Ok(VerifiedResponse {
+        subject,
+        claims,
+        name_id,
+        session_index,
+        assertion_id: a.id.clone(),
+        valid_until,
+        session_not_on_or_after,
+    })
+}
+
+/// Decrypts the EncryptedAssertion with our key, returning the assertion's XML.
+fn decrypt(xml: &str, key: &PKey<Private>) -> Result<String, SamlError> {
+    let (start, end) = element_span(xml, b"EncryptedAssertion")?;
+    let ea: samael::schema::EncryptedAssertion =
+        quick_xml::de::from_str(&xml[start..end]).map_err(|_| SamlError::Decryption)?;
+    let (ekey, method) = ea.encrypted_key_info().ok_or(SamlError::Decryption)?;
+    let sym = Crypto::decrypt_assertion_key_info(ekey, method, key).map_err(|_| SamlError::Decryption)?;
+    let (evalue, method) = ea.encrypted_value_info().ok_or(SamlError::Decryption)?;
+    let plain = Crypto::decrypt_assertion_value_info(evalue, method, &sym).map_err(|_| SamlError::Decryption)?;
+    let text = String::from_utf8(plain).map_err(|_| SamlError::Decryption)?;
+    let t = text.trim();
+    if !t.starts_with('<') || !t.ends_with('>') {
+        return Err(SamlError::Decryption);
+    }
+    Ok(t.to_string())
+}
+
+/// Byte range of the single element with this local name (the preflight ensured there is one).
+fn element_span(xml: &str, local: &[u8]) -> Result<(usize, usize), SamlError> {
+    let mut reader = quick_xml::reader::Reader::from_str(xml);
+    let mut start = None;
+    let mut depth = 0usize;
+    loop {
+        let pos = reader.buffer_position() as usize;
+        let ev = reader.read_event().map_err(|_| SamlError::Decryption)?;
+        match ev {
+            quick_xml::events::Event::Start(ref e) => {
+                if start.is_none() && e.local_name().as_ref() == local {
+                    start = Some((pos, depth));
+                }
+                depth += 1;
+            }
+            quick_xml::events::Event::End(ref e) => {
+                depth -= 1;
+                if let Some((s, d)) = start
+                    && d == depth
+                    && e.local_name().as_ref() == local
+                {
+                    return Ok((s, reader.buffer_position() as usize));
+                }
+            }
+            quick_xml::events::Event::Eof => return Err(SamlError::Decryption),
+            _ => {}
+        }
+    }
+}
+
+/// The response with its EncryptedAssertion replaced by the decrypted assertion.
+fn splice_assertion(xml: &str, assertion: &str) -> Result<String, SamlError> {
+    let (s, e) = element_span(xml, b"EncryptedAssertion")?;
+    Ok(format!("{}{}{}", &xml[..s], assertion, &xml[e..]))
+}
+
+/// Verifies the signature of a decrypted assertion on its own.
+fn verify_standalone(assertion: &str, idp: &IdpView, cfg: &SamlConfig) -> Result<(), SamlError> {
+    let certs = idp
+        .certs
+        .iter()
+        .map(|c| c.to_der().map(samael::crypto::CertificateDer::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| SamlError::BadSignature)?;
+    Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        assertion,
+        &certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        Some(&cfg.signature_algorithms),
+    )
+    .map(|_| ())
+    .map_err(|_| SamlError::BadSignature)
+}

@@ -1,0 +1,360 @@
+//! SAML endpoints: SP metadata, the assertion consumer service (HTTP-POST) and single logout
+//! (HTTP-Redirect). Verification is the adapter's; from a verified response on, a SAML login
+//! takes the same path as an OIDC one ([`super::login::complete_login`]).
+
+use super::errors::{LoginError, html_page};
+use super::login::{audit_failure, complete_login, found};
+use super::redirect::safe_return_to;
+use super::{AppState, cookies};
+use crate::audit::{self, Event, Outcome};
+use crate::idp::NormalizedLogin;
+use crate::idp::saml::logout::{self, STATUS_RESPONDER, STATUS_SUCCESS};
+use crate::idp::saml::redirect::RedirectMessage;
+use crate::idp::saml::{SamlError, SamlProvider, new_message_id, preflight, redirect};
+use crate::session::{PendingLogin, PendingProtocol, hash_key, unix_now};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Template)]
+#[template(path = "logged_out.html")]
+struct LoggedOutPage;
+
+fn provider<'a>(state: &'a AppState, name: &str) -> Result<&'a Arc<SamlProvider>, LoginError> {
+    state.saml.get(name).ok_or(LoginError::UnknownConnection)
+}
+
+/// GET /saml/{connection}/metadata
+pub async fn metadata(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let Ok(p) = provider(&state, &path) else {
+        return HttpResponse::NotFound().body("unknown connection");
+    };
+    match p.sp_metadata() {
+        Ok(xml) => HttpResponse::Ok()
+            .content_type("application/samlmetadata+xml")
+            .body(xml),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build SP metadata");
+            HttpResponse::InternalServerError().body("cannot build the metadata")
+        }
+    }
+}
+
+/// Reads an urlencoded POST body up to `limit` bytes; a larger one is refused, not truncated.
+async fn read_form(payload: web::Payload, limit: usize) -> Result<Vec<(String, String)>, LoginError> {
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| SamlError::Preflight(preflight::PreflightError::TooLarge))?
+        .map_err(|_| SamlError::Preflight(preflight::PreflightError::Malformed))?;
+    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+}
+
+/// POST /saml/{connection}/acs
+#[tracing::instrument(skip_all, fields(connection = %path))]
+pub async fn acs(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let connection = path.into_inner();
+    let cookie_cfg = &state.config.server.cookie;
+    let mut relay_seen = None;
+    let result = acs_inner(&req, &state, &connection, payload, &request_id, &mut relay_seen).await;
+    let mut resp = match result {
+        // 303: the browser follows with a GET, never re-POSTing the assertion.
+        Ok((session_id, return_to)) => HttpResponse::SeeOther()
+            .insert_header(("Location", return_to))
+            .insert_header(("Cache-Control", "no-store"))
+            .cookie(cookies::session(
+                cookie_cfg,
+                session_id.as_str(),
+                state.config.sessions.absolute_timeout,
+            ))
+            .finish(),
+        Err(e) => {
+            let known = state.saml.contains_key(&connection).then_some(connection.as_str());
+            audit_failure(&state, &e, known, &request_id).await;
+            actix_web::ResponseError::error_response(&e)
+        }
+    };
+    if let Some(r) = relay_seen {
+        let _ = resp.add_cookie(&cookies::clear_cross_site_login(cookie_cfg, &r));
+    }
+    resp
+}
+
+fn looks_like_our_relay(r: &str) -> bool {
+    r.len() == 43 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn acs_inner(
+    req: &HttpRequest,
+    state: &AppState,
+    connection: &str,
+    payload: web::Payload,
+    request_id: &str,
+    relay_seen: &mut Option<String>,
+) -> Result<(crate::session::SessionId, String), LoginError> {
+    let p = provider(state, connection)?;
+    let cfg = p.config();
+    let form = read_form(payload, cfg.max_response_bytes / 3 * 4 + 16 * 1024).await?;
+    let field = |name: &str| -> Result<Option<&str>, LoginError> {
+        let mut it = form.iter().filter(|(k, _)| k == name);
+        let first = it.next().map(|(_, v)| v.as_str());
+        if it.next().is_some() {
+            return Err(SamlError::Invalid(format!("{name} appears twice")).into());
+        }
+        Ok(first)
+    };
+    let saml_response = field("SAMLResponse")?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| SamlError::Invalid("the POST carries no SAMLResponse".into()))?;
+    let relay = field("RelayState")?.filter(|r| !r.is_empty());
+
+    // The RelayState we issued leads to the outstanding request; anything else is unsolicited.
+    let mut pending: Option<PendingLogin> = None;
+    if let Some(r) = relay.filter(|r| looks_like_our_relay(r)) {
+        *relay_seen = Some(r.to_string());
+        pending = state.sessions.take_login(r).await?;
+        if pending.is_none() && !cfg.allow_idp_initiated {
+            return Err(LoginError::StateUnknown);
+        }
+    }
+    let (expected, return_to) = match &pending {
+        Some(pl) => {
+            let binding = req
+                .cookie(&cookies::login_name(&state.config.server.cookie, relay.unwrap_or_default()))
+                .map(|c| hash_key(c.value()));
+            if binding.as_deref() != Some(pl.browser_binding.as_str()) {
+                return Err(LoginError::BrowserMismatch);
+            }
+            let PendingProtocol::Saml { request_id } = &pl.protocol else {
+                return Err(LoginError::ConnectionMismatch);
+            };
+            if pl.connection != connection {
+                return Err(LoginError::ConnectionMismatch);
+            }
+            (Some(request_id.as_str()), pl.return_to.clone())
+        }
+        None => {
+            // IdP-initiated: a RelayState may name where to go, within the usual rules.
+            let target = relay
+                .and_then(|r| {
+                    safe_return_to(
+                        Some(r),
+                        &state.config.server.public_url,
+                        &state.config.server.allowed_redirect_hosts,
+                    )
+                    .ok()
+                })
+                .unwrap_or_else(|| "/".into());
+            (None, target)
+        }
+    };
+    let verified = p.verify_response(saml_response, expected).await?;
+
+    // Replay cache, shared by replicas through the session store, until the assertion expires.
+    let ttl = (verified.valid_until - unix_now()).clamp(60, 7 * 86_400) as u64;
+    let fresh = state
+        .sessions
+        .first_use(
+            &format!("saml-assertion\u{0}{connection}\u{0}{}", verified.assertion_id),
+            Duration::from_secs(ttl),
+        )
+        .await?;
+    if !fresh {
+        return Err(LoginError::Replayed);
+    }
+    let login = NormalizedLogin {
+        connection: connection.to_string(),
+        subject: verified.subject,
+        claims: verified.claims,
+        idp_session: verified.session_index,
+        name_id: verified.name_id,
+        session_ends_at: verified.session_not_on_or_after,
+    };
+    let id = complete_login(req, state, login, request_id).await?;
+    Ok((id, return_to))
+}
+
+/// GET /saml/{connection}/slo: the IdP's LogoutRequest, or its answer to ours.
+#[tracing::instrument(skip_all, fields(connection = %path))]
+pub async fn slo(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let connection = path.into_inner();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = match provider(&state, &connection) {
+        Ok(p) => slo_inner(&req, &state, p, &request_id).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            let known = state.saml.contains_key(&connection).then_some(connection.as_str());
+            audit_failure(&state, &e, known, &request_id).await;
+            actix_web::ResponseError::error_response(&e)
+        }
+    }
+}
+
+async fn slo_inner(
+    req: &HttpRequest,
+    state: &AppState,
+    p: &SamlProvider,
+    request_id: &str,
+) -> Result<HttpResponse, LoginError> {
+    let msg = RedirectMessage::parse(req.query_string())?;
+    let idp = p.idp().await?;
+    let cfg = p.config();
+    let xml = preflight::decode_redirect(&msg.payload, 256 * 1024)?;
+    if msg.param == "SAMLResponse" {
+        return logout_answer(state, p, &msg, &xml).await;
+    }
+    // A LogoutRequest ends sessions: it must be signed by the IdP (SAML profiles 4.4.4.1).
+    msg.verify(&idp.certs, &cfg.signature_algorithms)?;
+    let lr = logout::parse(&xml, "LogoutRequest")?;
+    let bad = |m: &str| LoginError::Saml(SamlError::Logout(m.to_string()));
+    if lr.issuer.as_deref() != Some(idp.entity_id.as_str()) {
+        return Err(bad("it was issued by another identity provider"));
+    }
+    if let Some(d) = &lr.destination
+        && d != cfg.slo_url.as_str()
+    {
+        return Err(bad("it was sent to another endpoint (Destination)"));
+    }
+    let now = chrono::Utc::now();
+    let skew = chrono::Duration::from_std(cfg.clock_skew).unwrap_or_default();
+    let parse_time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&chrono::Utc));
+    match lr.issue_instant.as_deref().map(parse_time) {
+        Some(Ok(t)) if t - skew <= now && t + chrono::Duration::minutes(5) + skew >= now => {}
+        _ => return Err(bad("its IssueInstant is missing or outside the accepted window")),
+    }
+    if let Some(end) = lr.not_on_or_after.as_deref() {
+        match parse_time(end) {
+            Ok(t) if t + skew > now => {}
+            _ => return Err(bad("it has expired (NotOnOrAfter)")),
+        }
+    }
+    let lr_id = lr.id.clone().filter(|i| !i.is_empty()).ok_or_else(|| bad("it has no ID"))?;
+    if !state
+        .sessions
+        .first_use(&format!("saml-logout\u{0}{}\u{0}{lr_id}", p.name()), Duration::from_secs(900))
+        .await?
+    {
+        return Err(LoginError::Replayed);
+    }
+    let name_id = lr.name_id.clone().ok_or_else(|| bad("it names no NameID"))?;
+    // SessionIndex names the IdP sessions to end; without one, every session of the person.
+    let subject = match &cfg.subject {
+        crate::config::SamlSubject::NameId => Some(name_id.value.clone()),
+        crate::config::SamlSubject::Attribute(_) => None,
+    };
+    let revoked = if lr.session_indexes.is_empty() {
+        super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref()).await
+    } else {
+        let mut n = 0;
+        for si in &lr.session_indexes {
+            n += super::backchannel::revoke_for_idp(state, p.name(), Some(si), None).await?;
+        }
+        Ok(n)
+    };
+    let status = match &revoked {
+        Ok(_) => STATUS_SUCCESS,
+        Err(_) => STATUS_RESPONDER,
+    };
+    let e = Event::new("logout.idp", if revoked.is_ok() { Outcome::Success } else { Outcome::Failure })
+        .actor(format!("idp:{}", p.name()))
+        .connection(p.name())
+        .details(json!({
+            "protocol": "saml",
+            "sessions_revoked": revoked.as_ref().ok(),
+            "by": if lr.session_indexes.is_empty() { "name_id" } else { "session_index" },
+        }))
+        .request_id(Some(request_id.to_string()));
+    state.db.run(move |c| audit::record(c, e)).await?;
+    let dest = idp
+        .slo_redirect
+        .clone()
+        .ok_or_else(|| bad("the IdP metadata has no SingleLogoutService to answer to"))?;
+    let answer = logout::logout_response_xml(&new_message_id(), &cfg.entity_id, dest.as_str(), &lr_id, status);
+    let key = p.sp_key().filter(|_| cfg.sign_requests);
+    let url = redirect::encode(&dest, "SAMLResponse", &answer, msg.relay_state.as_deref(), key)
+        .map_err(|e| bad(&format!("cannot sign the answer: {e}")))?;
+    Ok(found(url.as_str()).finish())
+}
+
+/// The IdP's LogoutResponse to our LogoutRequest: the local session is already gone, so this
+/// only decides where the browser lands.
+async fn logout_answer(
+    state: &AppState,
+    p: &SamlProvider,
+    msg: &RedirectMessage,
+    xml: &str,
+) -> Result<HttpResponse, LoginError> {
+    let idp = p.idp().await?;
+    if msg.is_signed() {
+        msg.verify(&idp.certs, &p.config().signature_algorithms)?;
+    }
+    let answer = logout::parse(xml, "LogoutResponse")?;
+    let pending = match msg.relay_state.as_deref().filter(|r| looks_like_our_relay(r)) {
+        Some(r) => state.sessions.take_login(r).await?,
+        None => None,
+    };
+    let return_to = match pending {
+        Some(PendingLogin {
+            protocol: PendingProtocol::SamlLogout { request_id },
+            return_to,
+            ..
+        }) if answer.in_response_to.as_deref() == Some(request_id.as_str()) => Some(return_to),
+        _ => None,
+    };
+    let ok = answer.status.as_deref() == Some(STATUS_SUCCESS);
+    if !ok {
+        tracing::info!(status = answer.status.as_deref().unwrap_or("none"), "the IdP reported a partial logout");
+    }
+    Ok(match return_to.filter(|r| r != "/" && ok) {
+        Some(rd) => found(&rd).finish(),
+        None => html_page(StatusCode::OK, &LoggedOutPage),
+    })
+}
+
+/// Starts SP-initiated single logout for a SAML session that was just ended locally: the
+/// redirect to the IdP's SLO endpoint, or `None` when the IdP has none.
+pub(super) async fn start_logout(
+    state: &AppState,
+    record: &crate::session::SessionRecord,
+    return_to: Option<String>,
+) -> Option<String> {
+    let p = state.saml.get(&record.connection)?;
+    let idp = p.idp().await.ok()?;
+    let dest = idp.slo_redirect.clone()?;
+    let name_id = record.name_id.as_ref()?;
+    let id = new_message_id();
+    let xml = logout::logout_request_xml(&id, &p.config().entity_id, dest.as_str(), name_id, record.idp_session.as_deref());
+    let relay = crate::session::random_token();
+    let pending = PendingLogin {
+        connection: record.connection.clone(),
+        protocol: PendingProtocol::SamlLogout { request_id: id },
+        return_to: return_to.unwrap_or_else(|| "/".into()),
+        browser_binding: String::new(),
+        created_at: unix_now(),
+    };
+    state
+        .sessions
+        .put_login(&relay, &pending, state.config.sessions.login_timeout)
+        .await
+        .ok()?;
+    let key = p.sp_key().filter(|_| p.config().sign_requests);
+    match redirect::encode(&dest, "SAMLRequest", &xml, Some(&relay), key) {
+        Ok(u) => Some(u.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the LogoutRequest");
+            None
+        }
+    }
+}
