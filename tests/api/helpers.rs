@@ -250,6 +250,19 @@ claim = "groups"
 equals = "staff"
 "#;
 
+/// The body of `[sessions]` for this run of the suite (in-process, or Redis with its own prefix).
+pub fn sessions_toml() -> String {
+    if uses_redis() {
+        format!(
+            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"jbtest:{}:\"",
+            redis_url(),
+            uuid::Uuid::new_v4().simple()
+        )
+    } else {
+        "store = \"memory\"".to_string()
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
@@ -260,15 +273,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let op = Op::start(&base, &opts.accounts, &opts.client_extra);
     let db = TestDb::new();
-    let sessions = if uses_redis() {
-        format!(
-            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"jbtest:{}:\"",
-            redis_url(),
-            uuid::Uuid::new_v4().simple()
-        )
-    } else {
-        "store = \"memory\"".to_string()
-    };
+    let sessions = sessions_toml();
     let toml = format!(
         r#"
 [server]
@@ -416,39 +421,58 @@ impl TestApp {
         &self,
         f: impl FnOnce(&mut jitbridge::db::DbConnection) -> T + Send + 'static,
     ) -> T {
-        self.state
-            .db
-            .run(move |c| Ok::<_, jitbridge::db::DbError>(f(c)))
-            .await
-            .unwrap()
+        db_run(&self.state, f).await
     }
 
     pub async fn account_count(&self) -> i64 {
-        use diesel::QueryDsl;
-        use jitbridge::db::schema::accounts::dsl::*;
-        self.db(|c| accounts.count().get_result::<i64>(c).unwrap())
-            .await
+        account_count(&self.state).await
     }
 
     pub async fn audit_events(&self) -> Vec<jitbridge::db::models::AuditEvent> {
-        self.db(|c| jitbridge::audit::recent(c, 1000).unwrap())
-            .await
+        audit_events(&self.state).await
     }
 
     /// The reason codes of `login.failed` events, newest first.
     pub async fn failure_reasons(&self) -> Vec<String> {
-        self.audit_events()
-            .await
-            .into_iter()
-            .filter(|e| e.action == "login.failed")
-            .map(|e| {
-                serde_json::from_str::<Value>(&e.details).unwrap()["reason"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
+        failure_reasons(&self.state).await
     }
+}
+
+/// Runs `f` on a pooled connection of the app's database.
+pub async fn db_run<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut jitbridge::db::DbConnection) -> T + Send + 'static,
+) -> T {
+    state
+        .db
+        .run(move |c| Ok::<_, jitbridge::db::DbError>(f(c)))
+        .await
+        .unwrap()
+}
+
+pub async fn account_count(state: &AppState) -> i64 {
+    use diesel::QueryDsl;
+    use jitbridge::db::schema::accounts::dsl::*;
+    db_run(state, |c| accounts.count().get_result::<i64>(c).unwrap()).await
+}
+
+pub async fn audit_events(state: &AppState) -> Vec<jitbridge::db::models::AuditEvent> {
+    db_run(state, |c| jitbridge::audit::recent(c, 1000).unwrap()).await
+}
+
+/// The reason codes of `login.failed` events, newest first.
+pub async fn failure_reasons(state: &AppState) -> Vec<String> {
+    audit_events(state)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "login.failed")
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.details).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
 }
 
 pub fn absolute(base: &str, loc: &str) -> String {

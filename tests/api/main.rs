@@ -8,5 +8,6 @@ mod demo;
 mod helpers;
 mod nginx;
 mod oidc_login;
+mod saml;
 mod session_store;
 mod sweeper;

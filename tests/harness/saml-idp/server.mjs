@@ -154,8 +154,12 @@ function configError(c) {
       if (v !== null && typeof v !== 'string') return `override ${k} must be a string or null`;
     }
   }
+  if ('clock_offset_seconds' in c && !Number.isInteger(c.clock_offset_seconds)) {
+    return 'clock_offset_seconds must be an integer';
+  }
   const known = ['sign', 'signature_algorithm', 'digest_algorithm', 'lifetime_seconds', 'encrypt',
-    'encryption_algorithm', 'authn_context_class_ref', 'name_id_format', 'auto_login', 'overrides'];
+    'encryption_algorithm', 'authn_context_class_ref', 'name_id_format', 'auto_login', 'overrides',
+    'clock_offset_seconds'];
   for (const k of Object.keys(c)) if (!known.includes(k)) return `unknown config key ${k}`;
   return null;
 }
@@ -178,7 +182,21 @@ const cfg = {
   name_id_format: env.SAML_IDP_NAMEID_FORMAT || 'urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress',
   auto_login: env.SAML_IDP_AUTO_LOGIN || null,
   overrides: {},
+  clock_offset_seconds: 0,
 };
+
+// The IdP's clock can be moved (admin `clock_offset_seconds`) so that the SP under test sees
+// assertions that are not valid yet or already expired, as from an IdP with a skewed clock.
+// samlp reads the time through `Date`, so the offset is applied to `Date` itself.
+const RealDate = Date;
+class SkewedDate extends RealDate {
+  constructor(...args) {
+    if (args.length === 0) super(RealDate.now() + cfg.clock_offset_seconds * 1000);
+    else super(...args);
+  }
+  static now() { return RealDate.now() + cfg.clock_offset_seconds * 1000; }
+}
+globalThis.Date = SkewedDate;
 {
   const err = configError(cfg);
   if (err) die(`invalid configuration: ${err}`);

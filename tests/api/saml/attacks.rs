@@ -1,0 +1,281 @@
+//! Each forged, replayed or malformed SAML response: a 4xx with a clear message, no account,
+//! no session, and an audit event naming the reason.
+
+use super::{IdpOptions, KeyPair, PostedResponse, SamlApp, SamlOptions, spawn};
+use crate::helpers::{Browser, sets_session_cookie};
+use serde_json::json;
+
+/// Posts `p` and checks the refusal end to end.
+async fn refused(app: &SamlApp, browser: &Browser, p: &PostedResponse, reason: &str, message: &str) {
+    let before = app.account_count().await;
+    let r = app.post(browser, p).await;
+    let status = r.status();
+    assert!(!sets_session_cookie(&r), "no session for {reason}");
+    let body = r.text().await.unwrap();
+    assert!(status.is_client_error(), "{reason}: {status} {body}");
+    assert!(body.contains(message), "{reason}: page says {body}");
+    assert_eq!(app.account_count().await, before, "no account for {reason}");
+    assert_eq!(app.verify(browser).await.status(), 401);
+    let reasons = app.failure_reasons().await;
+    assert_eq!(reasons.first().map(String::as_str), Some(reason), "{reasons:?}");
+}
+
+fn strip_signatures(xml: &str) -> String {
+    let re = regex::Regex::new(r"(?s)<(\w+:)?Signature[ >].*?</(\w+:)?Signature>").unwrap();
+    re.replace_all(xml, "").into_owned()
+}
+
+fn assertion_of(xml: &str) -> String {
+    let re = regex::Regex::new(r"(?s)<saml:Assertion .*</saml:Assertion>").unwrap();
+    re.find(xml).unwrap().as_str().to_string()
+}
+
+/// A copy of the signed assertion with another id and another person, unsigned.
+fn evil_assertion(xml: &str) -> String {
+    strip_signatures(&assertion_of(xml))
+        .replace("alice@example.com", "mallory@example.com")
+        .replacen("ID=\"", "ID=\"evil", 1)
+}
+
+#[tokio::test]
+async fn removed_or_missing_signatures_are_refused() {
+    let app = spawn(SamlOptions::default()).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    let unsigned = p.with_xml(&strip_signatures(&p.xml()));
+    refused(&app, &b, &unsigned, "saml_signature_missing", "not signed").await;
+
+    // A connection that needs the assertion signed refuses a response signed only outside.
+    let app = spawn(SamlOptions {
+        saml_extra: "required_signature = \"assertion\"",
+        ..Default::default()
+    })
+    .await;
+    app.idp.configure(json!({ "sign": "response" })).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    refused(&app, &b, &p, "saml_signature_missing", "signed assertion").await;
+}
+
+#[tokio::test]
+async fn a_changed_value_under_a_signature_is_refused() {
+    let app = spawn(SamlOptions::default()).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    let forged = p.with_xml(&p.xml().replace("alice@example.com", "mallory@example.com"));
+    refused(&app, &b, &forged, "saml_signature_invalid", "signature does not verify").await;
+}
+
+#[tokio::test]
+async fn every_signature_wrapping_shape_is_refused() {
+    let app = spawn(SamlOptions::default()).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    let xml = p.xml();
+    let signed = assertion_of(&xml);
+    let evil = evil_assertion(&xml);
+    let shapes = [
+        // Extra assertion after / before the signed one.
+        xml.replace(&signed, &format!("{signed}{evil}")),
+        xml.replace(&signed, &format!("{evil}{signed}")),
+        // The signed assertion hidden inside the evil one (wrapped assertion).
+        xml.replace(
+            &signed,
+            &evil.replace(
+                "</saml:Assertion>",
+                &format!("<saml:Advice>{signed}</saml:Advice></saml:Assertion>"),
+            ),
+        ),
+        // The signed response wrapped in a new one carrying the evil assertion.
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="evilresp" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><samlp:Extensions>{inner}</samlp:Extensions><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>{evil}</samlp:Response>"#,
+            inner = xml.trim_start_matches(|c| c != '<'),
+        ),
+        // The signed assertion moved into the response's extensions, the evil one in its place.
+        xml.replace(&signed, &format!("<samlp:Extensions>{signed}</samlp:Extensions>{evil}")),
+    ];
+    for (i, shape) in shapes.iter().enumerate() {
+        let b = Browser::new();
+        let fresh = app.login_until_post(&b, "alice", "/").await;
+        let forged = PostedResponse {
+            saml_response: p.with_xml(shape).saml_response,
+            relay_state: fresh.relay_state.clone(),
+        };
+        let before = app.account_count().await;
+        let r = app.post(&b, &forged).await;
+        assert!(r.status().is_client_error(), "shape {i}: {}", r.status());
+        assert!(!sets_session_cookie(&r), "shape {i}");
+        assert_eq!(app.account_count().await, before);
+        let reason = app.failure_reasons().await.remove(0);
+        assert!(reason.starts_with("saml_"), "shape {i}: {reason}");
+    }
+}
+
+#[tokio::test]
+async fn an_assertion_signed_by_another_key_is_refused() {
+    let app = spawn(SamlOptions {
+        saml_extra: "allow_idp_initiated = true",
+        ..Default::default()
+    })
+    .await;
+    let rogue_keys = KeyPair::generate(&app.dir, "rogue");
+    // A second IdP that claims to be the first one but signs with its own key.
+    let rogue = super::Idp::start(
+        &app.base,
+        IdpOptions {
+            signing: &rogue_keys,
+            entity_id: Some(&app.idp.entity_id),
+            encrypt_to: None,
+            sp_cert: Some(&app.sp.cert_path),
+        },
+    );
+    let b = Browser::new();
+    let html = b
+        .get(&format!("{}/saml/sso/init?login=alice&password=alice-pw", rogue.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let p = super::parse_auto_post(&html);
+    refused(&app, &b, &p, "saml_signature_invalid", "signature does not verify").await;
+}
+
+#[tokio::test]
+async fn a_comment_inside_the_name_id_is_refused() {
+    let app = spawn(SamlOptions::default()).await;
+    let mut alice = super::users()["alice"].clone();
+    alice["nameId"] = json!("alice@example.com.evil.example");
+    app.idp.set_user("alice", alice).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    // Canonicalization drops comments, so the signature still verifies over the forged text.
+    let forged = p.with_xml(&p.xml().replace(
+        "alice@example.com.evil.example</saml:NameID>",
+        "alice@example.com<!---->.evil.example</saml:NameID>",
+    ));
+    assert_ne!(forged.xml(), p.xml());
+    refused(&app, &b, &forged, "saml_malformed", "truncation").await;
+}
+
+#[tokio::test]
+async fn a_replayed_response_is_refused() {
+    let app = spawn(SamlOptions::default()).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    assert_eq!(app.post(&b, &p).await.status(), 303);
+    let other = Browser::new();
+    refused(&app, &other, &p, "state_unknown_or_replayed", "already used").await;
+    // Without its RelayState it is an unsolicited response that answers a request.
+    let bare = PostedResponse {
+        relay_state: None,
+        ..p.clone()
+    };
+    refused(&app, &other, &bare, "saml_in_response_to", "InResponseTo").await;
+}
+
+#[tokio::test]
+async fn a_replayed_unsolicited_response_is_caught_by_the_assertion_cache() {
+    let app = spawn(SamlOptions {
+        saml_extra: "allow_idp_initiated = true",
+        ..Default::default()
+    })
+    .await;
+    let b = Browser::new();
+    let html = b
+        .get(&format!("{}/saml/sso/init?login=alice&password=alice-pw", app.idp.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let p = super::parse_auto_post(&html);
+    assert_eq!(app.post(&b, &p).await.status(), 303);
+    let other = Browser::new();
+    refused(&app, &other, &p, "saml_replayed", "already used").await;
+}
+
+#[tokio::test]
+async fn an_unsolicited_response_is_refused_while_idp_initiated_login_is_off() {
+    let app = spawn(SamlOptions::default()).await;
+    let b = Browser::new();
+    let html = b
+        .get(&format!("{}/saml/sso/init?login=alice&password=alice-pw", app.idp.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let p = super::parse_auto_post(&html);
+    refused(&app, &b, &p, "saml_unsolicited", "IdP-initiated login is off").await;
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_assertions_are_refused() {
+    let app = spawn(SamlOptions::default()).await;
+    app.idp.configure(json!({ "clock_offset_seconds": -3600 })).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    refused(&app, &b, &p, "saml_invalid", "expired").await;
+    app.idp.configure(json!({ "clock_offset_seconds": 600 })).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    refused(&app, &b, &p, "saml_invalid", "not valid yet").await;
+}
+
+#[tokio::test]
+async fn wrong_audience_recipient_destination_and_in_response_to_are_refused() {
+    let app = spawn(SamlOptions::default()).await;
+    let cases = [
+        ("audience", "saml_audience", "Audience"),
+        ("recipient", "saml_invalid", "Recipient"),
+        ("destination", "saml_destination", "Destination"),
+        ("in_response_to", "saml_in_response_to", "InResponseTo"),
+        ("issuer", "saml_invalid", "Issuer"),
+    ];
+    for (field, reason, message) in cases {
+        let value = match field {
+            "in_response_to" => "id0123456789abcdef".to_string(),
+            _ => "https://evil.example/saml".to_string(),
+        };
+        app.idp
+            .configure(json!({ "overrides": { field: value } }))
+            .await;
+        let b = Browser::new();
+        let p = app.login_until_post(&b, "alice", "/").await;
+        refused(&app, &b, &p, reason, message).await;
+        app.idp
+            .configure(json!({ "overrides": { field: null } }))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn doctype_external_entities_and_billion_laughs_are_refused_before_parsing() {
+    let app = spawn(SamlOptions::default()).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    let xml = p.xml();
+    let body = xml.trim_start_matches(|c| c != '<');
+    let xxe = format!(
+        r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>{}"#,
+        body.replacen("alice@example.com", "&x;", 1)
+    );
+    refused(&app, &b, &p.with_xml(&xxe), "saml_malformed", "DOCTYPE").await;
+    let mut lol = String::from(r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol0 "lol">"#);
+    for i in 1..10 {
+        let prev = format!("&lol{};", i - 1).repeat(10);
+        lol.push_str(&format!(r#"<!ENTITY lol{i} "{prev}">"#));
+    }
+    lol.push_str("]>");
+    lol.push_str(&body.replacen("alice@example.com", "&lol9;", 1));
+    refused(&app, &b, &p.with_xml(&lol), "saml_malformed", "DOCTYPE").await;
+}
+
+#[tokio::test]
+async fn sha1_signatures_are_refused_by_default() {
+    let app = spawn(SamlOptions::default()).await;
+    app.idp
+        .configure(json!({ "signature_algorithm": "rsa-sha1", "digest_algorithm": "sha1" }))
+        .await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    refused(&app, &b, &p, "saml_signature_invalid", "refused algorithm").await;
+}
