@@ -465,7 +465,10 @@ fn validate_connection(
                 ("scopes", rc.scopes.is_some()),
                 ("allowed_algs", rc.allowed_algs.is_some()),
                 ("userinfo", rc.userinfo.is_some()),
-                ("jwks_refresh_min_interval", rc.jwks_refresh_min_interval.is_some()),
+                (
+                    "jwks_refresh_min_interval",
+                    rc.jwks_refresh_min_interval.is_some(),
+                ),
             ] {
                 if set {
                     c.push(

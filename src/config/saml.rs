@@ -113,7 +113,10 @@ pub(super) fn validate(
     };
     let idp_metadata = match (&raw.idp_metadata_url, &raw.idp_metadata_file) {
         (Some(u), None) => match Url::parse(u) {
-            Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && super::raw::is_loopback(&url)) => {
+            Ok(url)
+                if url.scheme() == "https"
+                    || (url.scheme() == "http" && super::raw::is_loopback(&url)) =>
+            {
                 Some(MetadataSource::Url(url))
             }
             _ => {

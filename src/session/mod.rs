@@ -117,7 +117,10 @@ pub struct PendingLogin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum PendingProtocol {
-    Oidc { nonce: String, pkce_verifier: String },
+    Oidc {
+        nonce: String,
+        pkce_verifier: String,
+    },
     /// The id of our AuthnRequest, which the response's InResponseTo must name.
     Saml { request_id: String },
     /// The id of our LogoutRequest, which the IdP's LogoutResponse must name.

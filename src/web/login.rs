@@ -5,8 +5,8 @@ use super::redirect::safe_return_to;
 use super::{AppState, cookies, current_session};
 use crate::audit::{self, Event, Outcome};
 use crate::idp::AdapterError;
-use crate::provisioning::{self, LoginKey};
 use crate::idp::NormalizedLogin;
+use crate::provisioning::{self, LoginKey};
 use crate::session::{
     PendingLogin, PendingProtocol, SessionId, SessionRecord, hash_key, random_token, unix_now,
 };
@@ -125,7 +125,12 @@ async fn start_inner(state: &AppState, q: &LoginQuery) -> Result<HttpResponse, L
         });
         state.sessions.put_login(&started.state, &p, ttl).await?;
         return Ok(found(started.authorize_url.as_str())
-            .cookie(cookies::login(&cfg.server.cookie, &started.state, &binding, ttl))
+            .cookie(cookies::login(
+                &cfg.server.cookie,
+                &started.state,
+                &binding,
+                ttl,
+            ))
             .finish());
     }
     let saml = state.saml.get(&name).ok_or(LoginError::UnknownConnection)?;
@@ -137,7 +142,12 @@ async fn start_inner(state: &AppState, q: &LoginQuery) -> Result<HttpResponse, L
     });
     state.sessions.put_login(&relay, &p, ttl).await?;
     Ok(found(started.redirect_url.as_str())
-        .cookie(cookies::cross_site_login(&cfg.server.cookie, &relay, &binding, ttl))
+        .cookie(cookies::cross_site_login(
+            &cfg.server.cookie,
+            &relay,
+            &binding,
+            ttl,
+        ))
         .finish())
 }
 

@@ -44,7 +44,10 @@ pub async fn metadata(state: web::Data<AppState>, path: web::Path<String>) -> Ht
 }
 
 /// Reads an urlencoded POST body up to `limit` bytes; a larger one is refused, not truncated.
-async fn read_form(payload: web::Payload, limit: usize) -> Result<Vec<(String, String)>, LoginError> {
+async fn read_form(
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<(String, String)>, LoginError> {
     let body = payload
         .to_bytes_limited(limit)
         .await
@@ -65,7 +68,15 @@ pub async fn acs(
     let connection = path.into_inner();
     let cookie_cfg = &state.config.server.cookie;
     let mut relay_seen = None;
-    let result = acs_inner(&req, &state, &connection, payload, &request_id, &mut relay_seen).await;
+    let result = acs_inner(
+        &req,
+        &state,
+        &connection,
+        payload,
+        &request_id,
+        &mut relay_seen,
+    )
+    .await;
     let mut resp = match result {
         // 303: the browser follows with a GET, never re-POSTing the assertion.
         Ok((session_id, return_to)) => HttpResponse::SeeOther()
@@ -78,7 +89,10 @@ pub async fn acs(
             ))
             .finish(),
         Err(e) => {
-            let known = state.saml.contains_key(&connection).then_some(connection.as_str());
+            let known = state
+                .saml
+                .contains_key(&connection)
+                .then_some(connection.as_str());
             audit_failure(&state, &e, known, &request_id).await;
             actix_web::ResponseError::error_response(&e)
         }
@@ -90,7 +104,9 @@ pub async fn acs(
 }
 
 fn looks_like_our_relay(r: &str) -> bool {
-    r.len() == 43 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    r.len() == 43
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 async fn acs_inner(
@@ -129,7 +145,10 @@ async fn acs_inner(
     let (expected, return_to) = match &pending {
         Some(pl) => {
             let binding = req
-                .cookie(&cookies::login_name(&state.config.server.cookie, relay.unwrap_or_default()))
+                .cookie(&cookies::login_name(
+                    &state.config.server.cookie,
+                    relay.unwrap_or_default(),
+                ))
                 .map(|c| hash_key(c.value()));
             if binding.as_deref() != Some(pl.browser_binding.as_str()) {
                 return Err(LoginError::BrowserMismatch);
@@ -164,7 +183,10 @@ async fn acs_inner(
     let fresh = state
         .sessions
         .first_use(
-            &format!("saml-assertion\u{0}{connection}\u{0}{}", verified.assertion_id),
+            &format!(
+                "saml-assertion\u{0}{connection}\u{0}{}",
+                verified.assertion_id
+            ),
             Duration::from_secs(ttl),
         )
         .await?;
@@ -185,7 +207,11 @@ async fn acs_inner(
 
 /// GET /saml/{connection}/slo: the IdP's LogoutRequest, or its answer to ours.
 #[tracing::instrument(skip_all, fields(connection = %path))]
-pub async fn slo(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+pub async fn slo(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     let connection = path.into_inner();
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = match provider(&state, &connection) {
@@ -195,7 +221,10 @@ pub async fn slo(req: HttpRequest, state: web::Data<AppState>, path: web::Path<S
     match result {
         Ok(resp) => resp,
         Err(e) => {
-            let known = state.saml.contains_key(&connection).then_some(connection.as_str());
+            let known = state
+                .saml
+                .contains_key(&connection)
+                .then_some(connection.as_str());
             audit_failure(&state, &e, known, &request_id).await;
             actix_web::ResponseError::error_response(&e)
         }
@@ -229,10 +258,15 @@ async fn slo_inner(
     }
     let now = chrono::Utc::now();
     let skew = chrono::Duration::from_std(cfg.clock_skew).unwrap_or_default();
-    let parse_time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&chrono::Utc));
+    let parse_time =
+        |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&chrono::Utc));
     match lr.issue_instant.as_deref().map(parse_time) {
         Some(Ok(t)) if t - skew <= now && t + chrono::Duration::minutes(5) + skew >= now => {}
-        _ => return Err(bad("its IssueInstant is missing or outside the accepted window")),
+        _ => {
+            return Err(bad(
+                "its IssueInstant is missing or outside the accepted window",
+            ));
+        }
     }
     if let Some(end) = lr.not_on_or_after.as_deref() {
         match parse_time(end) {
@@ -240,15 +274,25 @@ async fn slo_inner(
             _ => return Err(bad("it has expired (NotOnOrAfter)")),
         }
     }
-    let lr_id = lr.id.clone().filter(|i| !i.is_empty()).ok_or_else(|| bad("it has no ID"))?;
+    let lr_id = lr
+        .id
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| bad("it has no ID"))?;
     if !state
         .sessions
-        .first_use(&format!("saml-logout\u{0}{}\u{0}{lr_id}", p.name()), Duration::from_secs(900))
+        .first_use(
+            &format!("saml-logout\u{0}{}\u{0}{lr_id}", p.name()),
+            Duration::from_secs(900),
+        )
         .await?
     {
         return Err(LoginError::Replayed);
     }
-    let name_id = lr.name_id.clone().ok_or_else(|| bad("it names no NameID"))?;
+    let name_id = lr
+        .name_id
+        .clone()
+        .ok_or_else(|| bad("it names no NameID"))?;
     // SessionIndex names the IdP sessions to end; without one, every session of the person.
     let subject = match &cfg.subject {
         crate::config::SamlSubject::NameId => Some(name_id.value.clone()),
@@ -267,24 +311,43 @@ async fn slo_inner(
         Ok(_) => STATUS_SUCCESS,
         Err(_) => STATUS_RESPONDER,
     };
-    let e = Event::new("logout.idp", if revoked.is_ok() { Outcome::Success } else { Outcome::Failure })
-        .actor(format!("idp:{}", p.name()))
-        .connection(p.name())
-        .details(json!({
-            "protocol": "saml",
-            "sessions_revoked": revoked.as_ref().ok(),
-            "by": if lr.session_indexes.is_empty() { "name_id" } else { "session_index" },
-        }))
-        .request_id(Some(request_id.to_string()));
+    let e = Event::new(
+        "logout.idp",
+        if revoked.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+    )
+    .actor(format!("idp:{}", p.name()))
+    .connection(p.name())
+    .details(json!({
+        "protocol": "saml",
+        "sessions_revoked": revoked.as_ref().ok(),
+        "by": if lr.session_indexes.is_empty() { "name_id" } else { "session_index" },
+    }))
+    .request_id(Some(request_id.to_string()));
     state.db.run(move |c| audit::record(c, e)).await?;
     let dest = idp
         .slo_redirect
         .clone()
         .ok_or_else(|| bad("the IdP metadata has no SingleLogoutService to answer to"))?;
-    let answer = logout::logout_response_xml(&new_message_id(), &cfg.entity_id, dest.as_str(), &lr_id, status);
+    let answer = logout::logout_response_xml(
+        &new_message_id(),
+        &cfg.entity_id,
+        dest.as_str(),
+        &lr_id,
+        status,
+    );
     let key = p.sp_key().filter(|_| cfg.sign_requests);
-    let url = redirect::encode(&dest, "SAMLResponse", &answer, msg.relay_state.as_deref(), key)
-        .map_err(|e| bad(&format!("cannot sign the answer: {e}")))?;
+    let url = redirect::encode(
+        &dest,
+        "SAMLResponse",
+        &answer,
+        msg.relay_state.as_deref(),
+        key,
+    )
+    .map_err(|e| bad(&format!("cannot sign the answer: {e}")))?;
     Ok(found(url.as_str()).finish())
 }
 
@@ -301,7 +364,11 @@ async fn logout_answer(
         msg.verify(&idp.certs, &p.config().signature_algorithms)?;
     }
     let answer = logout::parse(xml, "LogoutResponse")?;
-    let pending = match msg.relay_state.as_deref().filter(|r| looks_like_our_relay(r)) {
+    let pending = match msg
+        .relay_state
+        .as_deref()
+        .filter(|r| looks_like_our_relay(r))
+    {
         Some(r) => state.sessions.take_login(r).await?,
         None => None,
     };
@@ -315,7 +382,10 @@ async fn logout_answer(
     };
     let ok = answer.status.as_deref() == Some(STATUS_SUCCESS);
     if !ok {
-        tracing::info!(status = answer.status.as_deref().unwrap_or("none"), "the IdP reported a partial logout");
+        tracing::info!(
+            status = answer.status.as_deref().unwrap_or("none"),
+            "the IdP reported a partial logout"
+        );
     }
     Ok(match return_to.filter(|r| r != "/" && ok) {
         Some(rd) => found(&rd).finish(),
@@ -335,7 +405,13 @@ pub(super) async fn start_logout(
     let dest = idp.slo_redirect.clone()?;
     let name_id = record.name_id.as_ref()?;
     let id = new_message_id();
-    let xml = logout::logout_request_xml(&id, &p.config().entity_id, dest.as_str(), name_id, record.idp_session.as_deref());
+    let xml = logout::logout_request_xml(
+        &id,
+        &p.config().entity_id,
+        dest.as_str(),
+        name_id,
+        record.idp_session.as_deref(),
+    );
     let relay = crate::session::random_token();
     let pending = PendingLogin {
         connection: record.connection.clone(),

@@ -30,7 +30,12 @@ fn write(f: impl FnOnce(&mut Writer<Vec<u8>>) -> std::io::Result<()>) -> String 
     String::from_utf8(w.into_inner()).expect("quick-xml writes UTF-8")
 }
 
-fn text_element(w: &mut Writer<Vec<u8>>, name: &str, attrs: &[(&str, &str)], text: &str) -> std::io::Result<()> {
+fn text_element(
+    w: &mut Writer<Vec<u8>>,
+    name: &str,
+    attrs: &[(&str, &str)],
+    text: &str,
+) -> std::io::Result<()> {
     let mut start = BytesStart::new(name);
     for (k, v) in attrs {
         start.push_attribute((*k, *v));
@@ -60,7 +65,12 @@ pub fn logout_request_xml(
         root.push_attribute(("Destination", destination));
         w.write_event(Event::Start(root))?;
         text_element(w, "saml:Issuer", &[], issuer)?;
-        let fmt: Vec<(&str, &str)> = name_id.format.as_deref().map(|f| ("Format", f)).into_iter().collect();
+        let fmt: Vec<(&str, &str)> = name_id
+            .format
+            .as_deref()
+            .map(|f| ("Format", f))
+            .into_iter()
+            .collect();
         text_element(w, "saml:NameID", &fmt, &name_id.value)?;
         if let Some(si) = session_index {
             text_element(w, "samlp:SessionIndex", &[], si)?;
@@ -71,7 +81,13 @@ pub fn logout_request_xml(
 }
 
 /// A `LogoutResponse` answering the IdP's `LogoutRequest`.
-pub fn logout_response_xml(id: &str, issuer: &str, destination: &str, in_response_to: &str, status: &str) -> String {
+pub fn logout_response_xml(
+    id: &str,
+    issuer: &str,
+    destination: &str,
+    in_response_to: &str,
+    status: &str,
+) -> String {
     write(|w| {
         let issued = now();
         let mut root = BytesStart::new("samlp:LogoutResponse");
@@ -124,7 +140,9 @@ pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> 
     let mut text = String::new();
     let bad = |m: &str| SamlError::Logout(m.to_string());
     loop {
-        let (ns, ev) = reader.read_resolved_event().map_err(|_| bad("malformed XML"))?;
+        let (ns, ev) = reader
+            .read_resolved_event()
+            .map_err(|_| bad("malformed XML"))?;
         let is = |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
         match ev {
             Event::Start(ref e) => {
@@ -132,7 +150,10 @@ pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> 
                 let local = e.local_name();
                 if depth == 1 {
                     for a in e.attributes().flatten() {
-                        let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|_| bad("bad attribute"))?.into_owned();
+                        let v = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .map_err(|_| bad("bad attribute"))?
+                            .into_owned();
                         match a.key.as_ref() {
                             b"IssueInstant" => msg.issue_instant = Some(v),
                             b"NotOnOrAfter" => msg.not_on_or_after = Some(v),
@@ -147,12 +168,23 @@ pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> 
                                 .attributes()
                                 .flatten()
                                 .find(|a| a.key.as_ref() == b"Format")
-                                .and_then(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()));
-                            msg.name_id = Some(NameId { value: String::new(), format });
+                                .and_then(|a| {
+                                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                        .ok()
+                                        .map(|v| v.into_owned())
+                                });
+                            msg.name_id = Some(NameId {
+                                value: String::new(),
+                                format,
+                            });
                             Some("name_id")
                         }
                         b"SessionIndex" if is(PROTOCOL_NS) => Some("session_index"),
-                        b"EncryptedID" => return Err(bad("encrypted NameIDs in logout requests are not supported")),
+                        b"EncryptedID" => {
+                            return Err(bad(
+                                "encrypted NameIDs in logout requests are not supported",
+                            ));
+                        }
                         _ => None,
                     };
                     if let Some(w) = which {
@@ -168,9 +200,7 @@ pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> 
                 let name = r.decode().map_err(|_| bad("bad reference"))?;
                 let resolved = quick_xml::escape::resolve_predefined_entity(&name)
                     .map(str::to_string)
-                    .or_else(|| {
-                        r.resolve_char_ref().ok().flatten().map(|c| c.to_string())
-                    })
+                    .or_else(|| r.resolve_char_ref().ok().flatten().map(|c| c.to_string()))
                     .ok_or_else(|| bad("unknown entity"))?;
                 text.push_str(&resolved);
             }
@@ -221,7 +251,13 @@ mod tests {
 
     #[test]
     fn a_written_logout_response_reads_back() {
-        let xml = logout_response_xml("id2", "https://sp", "https://idp/slo", "req9", STATUS_SUCCESS);
+        let xml = logout_response_xml(
+            "id2",
+            "https://sp",
+            "https://idp/slo",
+            "req9",
+            STATUS_SUCCESS,
+        );
         let m = parse(&xml, "LogoutResponse").unwrap();
         assert_eq!(m.in_response_to.as_deref(), Some("req9"));
         assert_eq!(m.status.as_deref(), Some(STATUS_SUCCESS));

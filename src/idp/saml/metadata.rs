@@ -24,6 +24,11 @@ pub struct IdpView {
     pub(super) sp: ServiceProvider,
     /// For unsolicited responses, when the connection allows them.
     pub(super) sp_unsolicited: Option<ServiceProvider>,
+    /// Without certificates, for a document whose signature was already verified here
+    /// (an encrypted assertion under a signed Response): samael then checks the rest.
+    pub(super) sp_preverified: ServiceProvider,
+    pub(super) sp_preverified_unsolicited: Option<ServiceProvider>,
+    pub(super) cert_ders: Vec<CertificateDer>,
 }
 
 fn endpoint(list: &[Endpoint], binding: &str) -> Option<Url> {
@@ -33,12 +38,19 @@ fn endpoint(list: &[Endpoint], binding: &str) -> Option<Url> {
 }
 
 impl IdpView {
-    pub fn parse(text: &str, cfg: &SamlConfig, sp_key: Option<&PKey<Private>>) -> anyhow::Result<Self> {
+    pub fn parse(
+        text: &str,
+        cfg: &SamlConfig,
+        sp_key: Option<&PKey<Private>>,
+    ) -> anyhow::Result<Self> {
         let lower = text.to_ascii_lowercase();
         if lower.contains("<!doctype") || lower.contains("<!entity") {
             bail!("the IdP metadata carries a DOCTYPE or entity declaration; refusing it");
         }
-        if lower.contains("entitiesdescriptor") && !lower.contains("<entitydescriptor") && !lower.contains(":entitydescriptor") {
+        if lower.contains("entitiesdescriptor")
+            && !lower.contains("<entitydescriptor")
+            && !lower.contains(":entitydescriptor")
+        {
             bail!("the IdP metadata holds no EntityDescriptor");
         }
         let ed: EntityDescriptor = text
@@ -54,8 +66,9 @@ impl IdpView {
             Some([]) | None => bail!("the IdP metadata has no IDPSSODescriptor"),
             Some(_) => bail!("the IdP metadata has several IDPSSODescriptors"),
         };
-        let sso_redirect = endpoint(&idp.single_sign_on_services, HTTP_REDIRECT_BINDING)
-            .context("the IdP metadata offers no SingleSignOnService with the HTTP-Redirect binding")?;
+        let sso_redirect = endpoint(&idp.single_sign_on_services, HTTP_REDIRECT_BINDING).context(
+            "the IdP metadata offers no SingleSignOnService with the HTTP-Redirect binding",
+        )?;
         let slo_redirect = endpoint(&idp.single_logout_services, HTTP_REDIRECT_BINDING);
 
         let mut sp = ServiceProviderBuilder::default()
@@ -66,7 +79,9 @@ impl IdpView {
             .idp_metadata(ed.clone())
             .allow_idp_initiated(false)
             .max_clock_skew(chrono::Duration::from_std(cfg.clock_skew)?)
-            .max_issue_delay(chrono::Duration::seconds(90) + chrono::Duration::from_std(cfg.clock_skew)?)
+            .max_issue_delay(
+                chrono::Duration::seconds(90) + chrono::Duration::from_std(cfg.clock_skew)?,
+            )
             .allowed_signature_algorithms(Some(cfg.signature_algorithms.clone()))
             .authn_name_id_format(cfg.name_id_format.clone())
             .force_authn(cfg.force_authn)
@@ -86,11 +101,17 @@ impl IdpView {
             .map(|c: &CertificateDer| X509::from_der(c.der_data()))
             .collect::<Result<Vec<_>, _>>()
             .context("the IdP metadata has an unreadable signing certificate")?;
-        let sp_unsolicited = cfg.allow_idp_initiated.then(|| {
-            let mut s = sp.clone();
-            s.allow_idp_initiated = true;
-            s
-        });
+        let unsolicited = |sp: &ServiceProvider| {
+            cfg.allow_idp_initiated.then(|| {
+                let mut s = sp.clone();
+                s.allow_idp_initiated = true;
+                s
+            })
+        };
+        let sp_unsolicited = unsolicited(&sp);
+        let mut sp_preverified = sp.clone();
+        sp_preverified.idp_metadata = without_keys(&ed);
+        let sp_preverified_unsolicited = unsolicited(&sp_preverified);
         Ok(Self {
             entity_id,
             sso_redirect,
@@ -98,8 +119,19 @@ impl IdpView {
             certs,
             sp,
             sp_unsolicited,
+            sp_preverified,
+            sp_preverified_unsolicited,
+            cert_ders: der,
         })
     }
+}
+
+fn without_keys(ed: &EntityDescriptor) -> EntityDescriptor {
+    let mut ed = ed.clone();
+    for d in ed.idp_sso_descriptors.iter_mut().flatten() {
+        d.key_descriptors.clear();
+    }
+    ed
 }
 
 fn key_descriptor(cert: &X509, key_use: &str) -> anyhow::Result<KeyDescriptor> {
@@ -109,7 +141,9 @@ fn key_descriptor(cert: &X509, key_use: &str) -> anyhow::Result<KeyDescriptor> {
         key_info: samael::key_info::KeyInfo {
             id: None,
             x509_data: Some(samael::key_info::X509Data {
-                certificates: vec![base64::engine::general_purpose::STANDARD.encode(cert.to_der()?)],
+                certificates: vec![
+                    base64::engine::general_purpose::STANDARD.encode(cert.to_der()?),
+                ],
             }),
         },
         encryption_methods: None,

@@ -9,6 +9,7 @@
 //! assertions, redirect-binding signatures ([`redirect`]) and logout messages ([`logout`]).
 //! The replay cache lives in the session store, shared by replicas, and is kept by the caller.
 
+mod decrypt;
 pub mod logout;
 mod metadata;
 pub mod preflight;
@@ -43,7 +44,9 @@ pub enum SamlError {
     Unsolicited,
     #[error("the response is not signed as this connection requires ({0})")]
     SignatureRequired(&'static str),
-    #[error("the signature does not verify with the identity provider's certificate, or uses a refused algorithm")]
+    #[error(
+        "the signature does not verify with the identity provider's certificate, or uses a refused algorithm"
+    )]
     BadSignature,
     #[error("the encrypted assertion cannot be decrypted with our key")]
     Decryption,
@@ -131,7 +134,11 @@ impl SamlProvider {
         if due && let Err(e) = self.refresh_metadata().await {
             tracing::warn!(connection = %self.name, error = %e, "IdP metadata not available");
         }
-        self.idp.read().expect("lock").clone().ok_or(SamlError::NoMetadata)
+        self.idp
+            .read()
+            .expect("lock")
+            .clone()
+            .ok_or(SamlError::NoMetadata)
     }
 
     /// Loads the IdP metadata from its file or URL and swaps it in; on failure the last good
@@ -172,7 +179,9 @@ impl SamlProvider {
             tokio::time::sleep(every).await;
             match self.refresh_metadata().await {
                 Ok(()) => tracing::debug!(connection = %self.name, "IdP metadata refreshed"),
-                Err(e) => tracing::warn!(connection = %self.name, error = %e, "IdP metadata refresh failed; keeping the last good copy"),
+                Err(e) => {
+                    tracing::warn!(connection = %self.name, error = %e, "IdP metadata refresh failed; keeping the last good copy")
+                }
             }
         }
     }
@@ -188,7 +197,11 @@ impl SamlProvider {
         request.id = request_id.clone();
         let xml = samael::traits::ToXml::to_string(&request)
             .map_err(|e| SamlError::Invalid(format!("cannot serialize the AuthnRequest: {e:?}")))?;
-        let key = self.cfg.sign_requests.then_some(self.sp_key.as_ref()).flatten();
+        let key = self
+            .cfg
+            .sign_requests
+            .then_some(self.sp_key.as_ref())
+            .flatten();
         let redirect_url = redirect::encode(
             &idp.sso_redirect,
             "SAMLRequest",
@@ -229,6 +242,18 @@ impl SamlProvider {
     pub fn sp_key(&self) -> Option<&PKey<Private>> {
         self.sp_key.as_ref()
     }
+}
+
+/// Verifies a POSTed `SAMLResponse` against an IdP view without a provider (fuzzing and
+/// benchmarks drive the exact ACS path through this).
+pub fn verify_response_with(
+    cfg: &SamlConfig,
+    idp: &IdpView,
+    sp_key: Option<&PKey<Private>>,
+    saml_response: &str,
+    expected_request: Option<&str>,
+) -> Result<VerifiedResponse, SamlError> {
+    response::verify(cfg, idp, sp_key, saml_response, expected_request)
 }
 
 /// A fresh SAML message id: 128 random bits, starting with a letter as xs:ID requires.

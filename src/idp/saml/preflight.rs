@@ -143,7 +143,11 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option<String> {
     e.attributes()
         .flatten()
         .find(|a| a.key.as_ref() == name)
-        .and_then(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()))
+        .and_then(|a| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .ok()
+                .map(|v| v.into_owned())
+        })
 }
 
 fn is(ns: &ResolveResult<'_>, want: &[u8]) -> bool {
@@ -196,7 +200,9 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
                 }
                 let depth = stack.len();
                 match (class, local.as_slice()) {
-                    (SAMLP, b"Response") | (SAMLP, b"LogoutRequest") | (SAMLP, b"LogoutResponse") => {
+                    (SAMLP, b"Response")
+                    | (SAMLP, b"LogoutRequest")
+                    | (SAMLP, b"LogoutResponse") => {
                         responses += 1;
                         if responses > 1 {
                             return Err(PreflightError::Duplicated("protocol message"));

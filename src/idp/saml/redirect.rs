@@ -124,7 +124,13 @@ impl RedirectMessage {
     pub fn parse(raw_query: &str) -> Result<Self, SamlError> {
         let bad = |m: &str| SamlError::Logout(m.to_string());
         let mut found: [Option<&str>; 5] = [None; 5];
-        const NAMES: [&str; 5] = ["SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature"];
+        const NAMES: [&str; 5] = [
+            "SAMLRequest",
+            "SAMLResponse",
+            "RelayState",
+            "SigAlg",
+            "Signature",
+        ];
         for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             if let Some(i) = NAMES.iter().position(|n| *n == k) {
@@ -139,8 +145,11 @@ impl RedirectMessage {
             (None, Some(v)) => ("SAMLResponse", v),
             _ => return Err(bad("expected exactly one of SAMLRequest and SAMLResponse")),
         };
-        let payload = dec(raw_payload).ok_or_else(|| bad("the payload is not URL-encoded UTF-8"))?;
-        let relay_state = found[2].map(|r| dec(r).ok_or_else(|| bad("RelayState is not URL-encoded UTF-8"))).transpose()?;
+        let payload =
+            dec(raw_payload).ok_or_else(|| bad("the payload is not URL-encoded UTF-8"))?;
+        let relay_state = found[2]
+            .map(|r| dec(r).ok_or_else(|| bad("RelayState is not URL-encoded UTF-8")))
+            .transpose()?;
         let signed = match (found[3], found[4]) {
             (Some(alg), Some(sig)) => {
                 let mut octets = format!("{param}={raw_payload}");
@@ -234,22 +243,35 @@ mod tests {
         let q = url.query().unwrap();
         let msg = RedirectMessage::parse(q).unwrap();
         assert_eq!(msg.relay_state.as_deref(), Some("rs +/&="));
-        msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha256]).unwrap();
+        msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha256])
+            .unwrap();
         // Not allowed algorithm.
-        assert!(msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha512]).is_err());
+        assert!(
+            msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha512])
+                .is_err()
+        );
         // Tampered relay state.
         let tampered = q.replace("RelayState=rs", "RelayState=rx");
         let msg = RedirectMessage::parse(&tampered).unwrap();
-        assert!(msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha256]).is_err());
+        assert!(
+            msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha256])
+                .is_err()
+        );
         // Another key.
         let (_, other) = rsa_key_and_cert();
         let msg = RedirectMessage::parse(q).unwrap();
-        assert!(msg.verify(&[other], &[AllowedSignatureAlgorithm::RsaSha256]).is_err());
+        assert!(
+            msg.verify(&[other], &[AllowedSignatureAlgorithm::RsaSha256])
+                .is_err()
+        );
         // Unsigned.
         let plain = encode(&dest, "SAMLRequest", "<x/>", None, None).unwrap();
         let msg = RedirectMessage::parse(plain.query().unwrap()).unwrap();
         assert!(!msg.is_signed());
-        assert!(msg.verify(&[cert], &[AllowedSignatureAlgorithm::RsaSha256]).is_err());
+        assert!(
+            msg.verify(&[cert], &[AllowedSignatureAlgorithm::RsaSha256])
+                .is_err()
+        );
     }
 
     #[test]
@@ -261,14 +283,23 @@ mod tests {
 
     #[test]
     fn ecdsa_signatures_round_trip_in_xmldsig_form() {
-        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let group =
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
         let key = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
         let mut b = openssl::x509::X509Builder::new().unwrap();
         b.set_pubkey(&key).unwrap();
         b.sign(&key, MessageDigest::sha256()).unwrap();
         let cert = b.build();
-        let url = encode(&Url::parse("https://idp/x").unwrap(), "SAMLResponse", "<y/>", None, Some(&key)).unwrap();
+        let url = encode(
+            &Url::parse("https://idp/x").unwrap(),
+            "SAMLResponse",
+            "<y/>",
+            None,
+            Some(&key),
+        )
+        .unwrap();
         let msg = RedirectMessage::parse(url.query().unwrap()).unwrap();
-        msg.verify(&[cert], &[AllowedSignatureAlgorithm::EcdsaSha256]).unwrap();
+        msg.verify(&[cert], &[AllowedSignatureAlgorithm::EcdsaSha256])
+            .unwrap();
     }
 }

@@ -52,44 +52,53 @@ pub(super) fn verify(
     {
         return Err(SamlError::Destination);
     }
-    let sp = match expected_request {
+    let unsolicited = match expected_request {
         Some(id) => {
             if let Some(irt) = &shape.in_response_to
                 && irt != id
             {
                 return Err(SamlError::InResponseTo);
             }
-            &idp.sp
+            false
         }
         None => {
             if shape.in_response_to.is_some() {
                 // It answers a request, but not one this browser has outstanding.
                 return Err(SamlError::InResponseTo);
             }
-            idp.sp_unsolicited.as_ref().ok_or(SamlError::Unsolicited)?
+            if idp.sp_unsolicited.is_none() {
+                return Err(SamlError::Unsolicited);
+            }
+            true
         }
     };
-
-    // An assertion encrypted to us: when only the inner assertion is signed (ADFS, Entra ID),
-    // it must be decrypted before its signature can be checked.
-    let (document, inner_shape, inner_plain) = if shape.encrypted {
-        let key = sp_key.ok_or_else(|| {
-            SamlError::Invalid("the assertion is encrypted, but no sp_private_key is configured".into())
-        })?;
-        let plain = decrypt(&xml, key)?;
-        let spliced = splice_assertion(&xml, &plain)?;
-        let inner = preflight::scan(&spliced, "Response")?;
-        if shape.response_signed() {
-            // The Response signature covers the encrypted form: verify the original.
-            (xml.clone(), inner, Some(plain))
-        } else {
-            (spliced, inner.clone(), Some(plain))
-        }
-    } else {
-        (xml.clone(), shape.clone(), None)
-    };
-
     let response_signed = shape.response_signed();
+
+    // An assertion encrypted to us. When only the inner assertion is signed (ADFS, Entra ID)
+    // it must be decrypted before its signature can be checked; when the Response is signed,
+    // that signature covers the encrypted form and is checked on the document as received.
+    let (document, inner_shape, inner_plain, preverified) = if shape.encrypted {
+        let key = sp_key.ok_or_else(|| {
+            SamlError::Invalid(
+                "the assertion is encrypted, but no sp_private_key is configured".into(),
+            )
+        })?;
+        let (s, e) = element_span(&xml, b"EncryptedAssertion")?;
+        let plain = super::decrypt::decrypt_assertion(&xml[s..e], key)?;
+        let base = if response_signed {
+            // Only what the verified signature covers goes on.
+            let reduced = verify_signatures(&xml, idp, cfg)?;
+            remove_response_signature(&reduced)?
+        } else {
+            xml.clone()
+        };
+        let spliced = splice_assertion(&base, &plain)?;
+        let inner = preflight::scan(&spliced, "Response")?;
+        (spliced, inner, Some(plain), response_signed)
+    } else {
+        (xml.clone(), shape.clone(), None, false)
+    };
+
     let assertion_signed = inner_shape.assertion_signed();
     let ok = match cfg.required_signature {
         RequiredSignature::Either => response_signed || assertion_signed,
@@ -105,11 +114,20 @@ pub(super) fn verify(
             RequiredSignature::Both => "a signed response and a signed assertion",
         }));
     }
-    // When the assertion's own signature matters but samael will verify the outer one
-    // (encrypted + signed response), check the inner signature on the decrypted assertion.
-    if let (Some(plain), true) = (&inner_plain, response_signed && assertion_signed) {
-        verify_standalone(plain, idp, cfg)?;
+    // The inner signature of an assertion under a verified Response is checked on its own
+    // whenever it is present: a signature that is there must verify.
+    if let (Some(plain), true) = (&inner_plain, preverified && assertion_signed) {
+        verify_signatures(plain, idp, cfg)?;
     }
+    let sp = match (preverified, unsolicited) {
+        (false, false) => &idp.sp,
+        (false, true) => idp.sp_unsolicited.as_ref().ok_or(SamlError::Unsolicited)?,
+        (true, false) => &idp.sp_preverified,
+        (true, true) => idp
+            .sp_preverified_unsolicited
+            .as_ref()
+            .ok_or(SamlError::Unsolicited)?,
+    };
 
     let ids = expected_request.map(|id| [id]);
     let assertion = sp
@@ -118,7 +136,9 @@ pub(super) fn verify(
 
     // The assertion samael returns must be the one the scan saw (and judged signed).
     if inner_shape.assertion_id.as_deref() != Some(assertion.id.as_str()) {
-        return Err(SamlError::Invalid("the processed assertion is not the signed one".into()));
+        return Err(SamlError::Invalid(
+            "the processed assertion is not the signed one".into(),
+        ));
     }
     check_conditions(cfg, &assertion)?;
     build(cfg, &assertion)
@@ -126,24 +146,39 @@ pub(super) fn verify(
 
 fn short_status(s: &str) -> String {
     let tail = s.rsplit(':').next().unwrap_or(s);
-    tail.chars().filter(|c| c.is_ascii_alphanumeric()).take(64).collect()
+    tail.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(64)
+        .collect()
 }
 
 fn map_samael(e: samael::service_provider::Error) -> SamlError {
     use samael::service_provider::Error as E;
     match e {
-        E::FailedToValidateSignature | E::CryptoXmlError(_) | E::CryptoProviderError(_) => SamlError::BadSignature,
+        E::FailedToValidateSignature | E::CryptoXmlError(_) | E::CryptoProviderError(_) => {
+            SamlError::BadSignature
+        }
         E::DestinationValidationError { .. } => SamlError::Destination,
-        E::AssertionInResponseToInvalid { .. } | E::ResponseInResponseToInvalid { .. } => SamlError::InResponseTo,
+        E::AssertionInResponseToInvalid { .. } | E::ResponseInResponseToInvalid { .. } => {
+            SamlError::InResponseTo
+        }
         E::AssertionConditionAudienceRestrictionFailed { .. } => SamlError::Audience,
         E::ResponseBadStatusCode { code } => SamlError::Status(short_status(&code)),
-        E::FailedToDecryptAssertion | E::EncryptedAssertionInvalid | E::MissingPrivateKeySP
-        | E::MissingEncryptedKeyInfo | E::MissingEncryptedValueInfo
+        E::FailedToDecryptAssertion
+        | E::EncryptedAssertionInvalid
+        | E::MissingPrivateKeySP
+        | E::MissingEncryptedKeyInfo
+        | E::MissingEncryptedValueInfo
         | E::EncryptedAssertionKeyMethodUnsupported { .. }
         | E::EncryptedAssertionValueMethodUnsupported { .. } => SamlError::Decryption,
-        E::AssertionExpired { .. } | E::ResponseExpired { .. } | E::AssertionConditionExpired { .. }
-        | E::AssertionSubjectConfirmationExpired { .. } => SamlError::Invalid("it has expired".into()),
-        E::AssertionConditionExpiredBefore { .. } | E::AssertionSubjectConfirmationExpiredBefore { .. } => {
+        E::AssertionExpired { .. }
+        | E::ResponseExpired { .. }
+        | E::AssertionConditionExpired { .. }
+        | E::AssertionSubjectConfirmationExpired { .. } => {
+            SamlError::Invalid("it has expired".into())
+        }
+        E::AssertionConditionExpiredBefore { .. }
+        | E::AssertionSubjectConfirmationExpiredBefore { .. } => {
             SamlError::Invalid("it is not valid yet".into())
         }
         E::AssertionIssuerMismatch { .. } | E::ResponseIssuerMismatch { .. } => {
@@ -252,7 +287,9 @@ fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError>
         },
     };
     if subject.len() > 512 {
-        return Err(SamlError::Subject("the subject is longer than 512 characters".into()));
+        return Err(SamlError::Subject(
+            "the subject is longer than 512 characters".into(),
+        ));
     }
     let session = a.authn_statements.iter().flatten().next();
     let session_index = session.and_then(|s| s.session_index.clone());
@@ -285,23 +322,6 @@ fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError>
         valid_until,
         session_not_on_or_after,
     })
-}
-
-/// Decrypts the EncryptedAssertion with our key, returning the assertion's XML.
-fn decrypt(xml: &str, key: &PKey<Private>) -> Result<String, SamlError> {
-    let (start, end) = element_span(xml, b"EncryptedAssertion")?;
-    let ea: samael::schema::EncryptedAssertion =
-        quick_xml::de::from_str(&xml[start..end]).map_err(|_| SamlError::Decryption)?;
-    let (ekey, method) = ea.encrypted_key_info().ok_or(SamlError::Decryption)?;
-    let sym = Crypto::decrypt_assertion_key_info(ekey, method, key).map_err(|_| SamlError::Decryption)?;
-    let (evalue, method) = ea.encrypted_value_info().ok_or(SamlError::Decryption)?;
-    let plain = Crypto::decrypt_assertion_value_info(evalue, method, &sym).map_err(|_| SamlError::Decryption)?;
-    let text = String::from_utf8(plain).map_err(|_| SamlError::Decryption)?;
-    let t = text.trim();
-    if !t.starts_with('<') || !t.ends_with('>') {
-        return Err(SamlError::Decryption);
-    }
-    Ok(t.to_string())
 }
 
 /// Byte range of the single element with this local name (the preflight ensured there is one).
@@ -340,20 +360,45 @@ fn splice_assertion(xml: &str, assertion: &str) -> Result<String, SamlError> {
     Ok(format!("{}{}{}", &xml[..s], assertion, &xml[e..]))
 }
 
-/// Verifies the signature of a decrypted assertion on its own.
-fn verify_standalone(assertion: &str, idp: &IdpView, cfg: &SamlConfig) -> Result<(), SamlError> {
-    let certs = idp
-        .certs
-        .iter()
-        .map(|c| c.to_der().map(samael::crypto::CertificateDer::from))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| SamlError::BadSignature)?;
+/// Verifies every signature in `xml` against the IdP's certificates and algorithm list and
+/// returns the document reduced to the content they cover.
+fn verify_signatures(xml: &str, idp: &IdpView, cfg: &SamlConfig) -> Result<String, SamlError> {
     Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-        assertion,
-        &certs,
+        xml,
+        &idp.cert_ders,
         ReduceMode::ValidateAndMarkNoAncestors,
         Some(&cfg.signature_algorithms),
     )
-    .map(|_| ())
     .map_err(|_| SamlError::BadSignature)
+}
+
+/// The response without the ds:Signature that is its direct child (already verified).
+fn remove_response_signature(xml: &str) -> Result<String, SamlError> {
+    let mut reader = quick_xml::reader::Reader::from_str(xml);
+    let mut depth = 0usize;
+    let mut start = None;
+    loop {
+        let pos = reader.buffer_position() as usize;
+        match reader.read_event().map_err(|_| SamlError::BadSignature)? {
+            quick_xml::events::Event::Start(ref e) => {
+                if depth == 1 && start.is_none() && e.local_name().as_ref() == b"Signature" {
+                    start = Some(pos);
+                }
+                depth += 1;
+            }
+            quick_xml::events::Event::End(ref e) => {
+                depth -= 1;
+                if depth == 1
+                    && e.local_name().as_ref() == b"Signature"
+                    && let Some(s) = start
+                {
+                    let end = reader.buffer_position() as usize;
+                    return Ok(format!("{}{}", &xml[..s], &xml[end..]));
+                }
+            }
+            // No signature left in the reduced document: nothing to remove.
+            quick_xml::events::Event::Eof => return Ok(xml.to_string()),
+            _ => {}
+        }
+    }
 }

@@ -79,7 +79,8 @@ async fn encrypted_assertions_are_decrypted_with_the_sp_key() {
 }
 
 #[tokio::test]
-async fn assertions_signed_only_inside_the_encryption_are_accepted_when_the_assertion_must_be_signed() {
+async fn assertions_signed_only_inside_the_encryption_are_accepted_when_the_assertion_must_be_signed()
+ {
     let app = spawn(SamlOptions {
         encrypt: true,
         saml_extra: "required_signature = \"assertion\"",
@@ -99,7 +100,10 @@ async fn the_sp_metadata_names_our_endpoints_and_certificate() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let xml = r.text().await.unwrap();
-    assert!(xml.contains(&format!("entityID=\"{}/saml/{CONNECTION}/metadata\"", app.base)));
+    assert!(xml.contains(&format!(
+        "entityID=\"{}/saml/{CONNECTION}/metadata\"",
+        app.base
+    )));
     assert!(xml.contains(&format!("{}/saml/{CONNECTION}/acs", app.base)));
     assert!(xml.contains(&format!("{}/saml/{CONNECTION}/slo", app.base)));
     assert!(xml.contains("use=\"encryption\""));
@@ -121,7 +125,10 @@ async fn a_person_who_is_disabled_is_refused_at_the_acs() {
     crate::helpers::db_run(&app.state, |c| {
         use diesel::prelude::*;
         use jitbridge::db::schema::accounts::dsl::*;
-        diesel::update(accounts).set(status.eq("disabled")).execute(c).unwrap();
+        diesel::update(accounts)
+            .set(status.eq("disabled"))
+            .execute(c)
+            .unwrap();
     })
     .await;
     let browser = Browser::new();

@@ -13,24 +13,38 @@ async fn sp_initiated_logout_ends_the_session_here_and_at_the_idp() {
     let r = b.get(&format!("{}/logout", app.base)).await;
     assert_eq!(r.status(), 302);
     let to_idp = location(&r);
-    assert!(to_idp.starts_with(&format!("{}/saml/slo?SAMLRequest=", app.idp.base)), "{to_idp}");
-    assert!(to_idp.contains("&Signature="), "our LogoutRequest is signed");
-    assert_eq!(app.verify(&b).await.status(), 401, "local session ends at once");
+    assert!(
+        to_idp.starts_with(&format!("{}/saml/slo?SAMLRequest=", app.idp.base)),
+        "{to_idp}"
+    );
+    assert!(
+        to_idp.contains("&Signature="),
+        "our LogoutRequest is signed"
+    );
+    assert_eq!(
+        app.verify(&b).await.status(),
+        401,
+        "local session ends at once"
+    );
 
     // The IdP checks our signature, ends its session and answers with a LogoutResponse.
     let r = b.get(&to_idp).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     let back = location(&r);
-    assert!(back.starts_with(&format!("{}/saml/corp/slo?SAMLResponse=", app.base)), "{back}");
+    assert!(
+        back.starts_with(&format!("{}/saml/corp/slo?SAMLResponse=", app.base)),
+        "{back}"
+    );
     let r = b.get(&back).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("signed out"));
-    let idp_sessions: serde_json::Value = reqwest::get(format!("{}/__admin/sessions", app.idp.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let idp_sessions: serde_json::Value =
+        reqwest::get(format!("{}/__admin/sessions", app.idp.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(idp_sessions.as_array().unwrap().len(), 0, "{idp_sessions}");
 }
 
@@ -45,7 +59,10 @@ async fn idp_initiated_logout_revokes_the_matching_session_and_answers() {
     // The IdP sends a signed LogoutRequest for alice's session through a browser.
     let idp_browser = Browser::new();
     let r = idp_browser
-        .get(&format!("{}/saml/slo/init?nameId=alice@example.com", app.idp.base))
+        .get(&format!(
+            "{}/saml/slo/init?nameId=alice@example.com",
+            app.idp.base
+        ))
         .await;
     assert_eq!(r.status(), 302);
     let to_sp = location(&r);
@@ -55,9 +72,17 @@ async fn idp_initiated_logout_revokes_the_matching_session_and_answers() {
     let answer = location(&r);
     assert!(answer.starts_with(&format!("{}/saml/slo?SAMLResponse=", app.idp.base)));
     assert!(answer.contains("&Signature="));
-    assert_eq!(idp_browser.get(&answer).await.status(), 200, "the IdP accepts our answer");
+    assert_eq!(
+        idp_browser.get(&answer).await.status(),
+        200,
+        "the IdP accepts our answer"
+    );
 
-    assert_eq!(app.verify(&alice).await.status(), 401, "alice is logged out");
+    assert_eq!(
+        app.verify(&alice).await.status(),
+        401,
+        "alice is logged out"
+    );
     assert_eq!(app.verify(&bob).await.status(), 200, "bob is not");
 
     // The same LogoutRequest again is a replay.

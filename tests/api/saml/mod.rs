@@ -52,11 +52,17 @@ impl KeyPair {
         b.set_subject_name(&n).unwrap();
         b.set_issuer_name(&n).unwrap();
         b.set_pubkey(&key).unwrap();
-        let serial = openssl::bn::BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap();
+        let serial = openssl::bn::BigNum::from_u32(1)
+            .unwrap()
+            .to_asn1_integer()
+            .unwrap();
         b.set_serial_number(&serial).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap()).unwrap();
-        b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
         let cert = b.build();
         let key_path = dir.join(format!("{name}.key"));
         let cert_path = dir.join(format!("{name}.crt"));
@@ -97,8 +103,14 @@ impl Idp {
                 "SAML_SP_ENTITY_ID",
                 format!("{bridge_base}/saml/{CONNECTION}/metadata"),
             )
-            .env("SAML_SP_ACS_URL", format!("{bridge_base}/saml/{CONNECTION}/acs"))
-            .env("SAML_SP_SLO_URL", format!("{bridge_base}/saml/{CONNECTION}/slo"))
+            .env(
+                "SAML_SP_ACS_URL",
+                format!("{bridge_base}/saml/{CONNECTION}/acs"),
+            )
+            .env(
+                "SAML_SP_SLO_URL",
+                format!("{bridge_base}/saml/{CONNECTION}/slo"),
+            )
             .env("SAML_IDP_USERS", users().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -119,8 +131,8 @@ impl Idp {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("the IdP prints its ready line");
-        let ready: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("the IdP did not start: {line:?}"));
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("the IdP did not start: {line:?}"));
         Self {
             child,
             base: ready["base_url"].as_str().unwrap().to_string(),
@@ -137,7 +149,11 @@ impl Idp {
             .send()
             .await
             .unwrap();
-        assert!(r.status().is_success(), "IdP refused {body}: {}", r.text().await.unwrap());
+        assert!(
+            r.status().is_success(),
+            "IdP refused {body}: {}",
+            r.text().await.unwrap()
+        );
     }
 
     pub async fn set_user(&self, login: &str, user: Value) {
@@ -242,8 +258,8 @@ sp_certificate = {{ file = "{cert}" }}
         cert = sp.cert_path.display(),
         extra = opts.saml_extra,
     );
-    let config =
-        Config::from_toml_and_env("test", &toml, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::from_toml_and_env("test", &toml, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
     let app = Application::build(config, Some(listener), None)
         .await
         .expect("the app builds");
@@ -321,7 +337,12 @@ impl SamlApp {
 
     /// `/login` at the bridge, then the IdP (user chosen with `login=`), up to the auto-post
     /// form, which is returned instead of submitted.
-    pub async fn login_until_post(&self, browser: &Browser, user: &str, rd: &str) -> PostedResponse {
+    pub async fn login_until_post(
+        &self,
+        browser: &Browser,
+        user: &str,
+        rd: &str,
+    ) -> PostedResponse {
         let r = browser
             .get(&format!(
                 "{}/login?connection={CONNECTION}&rd={}",

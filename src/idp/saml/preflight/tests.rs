@@ -97,9 +97,7 @@ fn a_response_wrapped_in_another_is_refused() {
 
 #[test]
 fn a_comment_inside_a_text_value_is_refused() {
-    let xml = response(
-        &ASSERTION.replace("alice", "alice@corp.example<!---->.evil.example"),
-    );
+    let xml = response(&ASSERTION.replace("alice", "alice@corp.example<!---->.evil.example"));
     assert_eq!(scan(&xml, "Response"), Err(PreflightError::SplitText));
     let cdata = response(&ASSERTION.replace("alice", "alice<![CDATA[x]]>"));
     assert_eq!(scan(&cdata, "Response"), Err(PreflightError::SplitText));
@@ -128,12 +126,10 @@ fn the_wrong_root_and_garbage_are_refused() {
 
 #[test]
 fn deep_nesting_is_refused() {
-    let deep = format!(
-        "{}{}",
-        "<a>".repeat(100),
-        "</a>".repeat(100)
-    );
-    let xml = response(&format!("{ASSERTION}<samlp:Extensions>{deep}</samlp:Extensions>"));
+    let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
+    let xml = response(&format!(
+        "{ASSERTION}<samlp:Extensions>{deep}</samlp:Extensions>"
+    ));
     assert_eq!(scan(&xml, "Response"), Err(PreflightError::TooDeep));
 }
 
@@ -146,7 +142,10 @@ fn decoding_respects_the_size_limit_and_bounds_deflate_bombs() {
     let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut enc, &vec![b'a'; 50_000_000]).unwrap();
     let bomb = base64::engine::general_purpose::STANDARD.encode(enc.finish().unwrap());
-    assert_eq!(decode_redirect(&bomb, 65_536), Err(PreflightError::TooLarge));
+    assert_eq!(
+        decode_redirect(&bomb, 65_536),
+        Err(PreflightError::TooLarge)
+    );
 }
 
 proptest::proptest! {
