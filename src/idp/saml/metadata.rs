@@ -96,6 +96,7 @@ impl IdpView {
         if der.is_empty() {
             bail!("the IdP metadata has no signing certificate, so no response could be verified");
         }
+        super::xmlsec_log::install(&der[0]);
         let certs = der
             .iter()
             .map(|c: &CertificateDer| X509::from_der(c.der_data()))

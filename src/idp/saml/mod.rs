@@ -15,6 +15,7 @@ mod metadata;
 pub mod preflight;
 pub mod redirect;
 mod response;
+pub(crate) mod xmlsec_log;
 
 use crate::config::{ConnectionConfig, MetadataSource, SamlConfig};
 use openssl::pkey::{PKey, Private};

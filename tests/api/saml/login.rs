@@ -84,6 +84,7 @@ async fn assertions_signed_only_inside_the_encryption_are_accepted_when_the_asse
     let app = spawn(SamlOptions {
         encrypt: true,
         saml_extra: "required_signature = \"assertion\"",
+        ..Default::default()
     })
     .await;
     app.idp.configure(json!({ "sign": "assertion" })).await;

@@ -4,6 +4,7 @@
 mod attacks;
 mod login;
 mod logout;
+mod metadata;
 
 use crate::helpers::{Browser, TestDb, init_tracing, sessions_toml};
 use jitbridge::config::Config;
@@ -209,9 +210,15 @@ pub struct SamlOptions {
     pub saml_extra: &'static str,
     /// The IdP encrypts assertions to the SP's certificate.
     pub encrypt: bool,
+    /// Use a metadata file: the IdP's metadata passed through this function.
+    pub metadata_file: Option<Box<dyn Fn(&str) -> String>>,
 }
 
 pub async fn spawn(opts: SamlOptions) -> SamlApp {
+    try_spawn(opts).await.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+pub async fn try_spawn(opts: SamlOptions) -> anyhow::Result<SamlApp> {
     init_tracing();
     let dir = std::env::temp_dir().join(format!("jbsaml-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -228,6 +235,18 @@ pub async fn spawn(opts: SamlOptions) -> SamlApp {
             sp_cert: Some(&sp.cert_path),
         },
     );
+    let metadata = match &opts.metadata_file {
+        Some(f) => {
+            let xml = reqwest::get(format!("{}/metadata", idp.base))
+                .await?
+                .text()
+                .await?;
+            let path = dir.join("idp-metadata.xml");
+            std::fs::write(&path, f(&xml))?;
+            format!("idp_metadata_file = \"{}\"", path.display())
+        }
+        None => format!("idp_metadata_url = \"{}/metadata\"", idp.base),
+    };
     let db = TestDb::new();
     let toml = format!(
         r#"
@@ -245,7 +264,7 @@ kind = "saml"
 display_name = "Corp SAML"
 clock_skew = "2s"
 [connection.saml]
-idp_metadata_url = "{idp}/metadata"
+{metadata}
 sp_private_key = {{ file = "{key}" }}
 sp_certificate = {{ file = "{cert}" }}
 {extra}
@@ -253,26 +272,23 @@ sp_certificate = {{ file = "{cert}" }}
 "#,
         db = db.url,
         sessions = sessions_toml(),
-        idp = idp.base,
         key = sp.key_path.display(),
         cert = sp.cert_path.display(),
         extra = opts.saml_extra,
     );
     let config = Config::from_toml_and_env("test", &toml, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
-    let app = Application::build(config, Some(listener), None)
-        .await
-        .expect("the app builds");
+    let app = Application::build(config, Some(listener), None).await?;
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
-    SamlApp {
+    Ok(SamlApp {
         base,
         state,
         idp,
         sp,
         dir,
         _db: db,
-    }
+    })
 }
 
 impl Drop for SamlApp {
