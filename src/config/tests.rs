@@ -144,3 +144,57 @@ fn mapping_errors_are_prefixed_with_the_connection() {
         "{err}"
     );
 }
+
+const SAML: &str = r#"
+[server]
+public_url = "https://sso.example.com"
+[[connection]]
+name = "corp"
+kind = "saml"
+[connection.saml]
+idp_metadata_url = "https://idp.example.com/metadata"
+"#;
+
+#[test]
+fn a_saml_connection_gets_its_endpoints_from_the_public_url() {
+    let c = load(SAML, &[]).unwrap();
+    let s = c.connections[0].saml().unwrap();
+    assert_eq!(s.entity_id, "https://sso.example.com/saml/corp/metadata");
+    assert_eq!(s.acs_url.as_str(), "https://sso.example.com/saml/corp/acs");
+    assert_eq!(s.slo_url.as_str(), "https://sso.example.com/saml/corp/slo");
+    assert_eq!(s.required_signature, RequiredSignature::Either);
+    assert!(!s.allow_idp_initiated);
+    assert!(!s.sign_requests, "nothing to sign with");
+    assert_eq!(s.subject, SamlSubject::NameId);
+}
+
+#[test]
+fn saml_mistakes_name_the_key_and_the_fix() {
+    let bad = format!(
+        "{SAML}signature_algorithms = [\"rsa-sha1\"]\nrequired_signature = \"maybe\"\nsign_requests = true\nidp_metadata_file = \"/x\"\n"
+    )
+    .replace("kind = \"saml\"", "kind = \"saml\"\nclient_id = \"x\"");
+    let err = load(&bad, &[]).unwrap_err().to_string();
+    for needle in [
+        "connection[corp].saml.signature_algorithms = \"rsa-sha1\"",
+        "SHA-1",
+        "connection[corp].saml.required_signature = \"maybe\"",
+        "connection[corp].saml.sign_requests",
+        "connection[corp].saml.idp_metadata_url",
+        "keep exactly one",
+        "connection[corp].client_id",
+        "OIDC setting",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    let err = load(
+        &SAML.replace(
+            "idp_metadata_url = \"https://idp.example.com/metadata\"",
+            "idp_metadata_url = \"http://idp.example.com/m\"",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must be an https URL"), "{err}");
+}
