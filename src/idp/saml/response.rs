@@ -402,3 +402,51 @@ fn remove_response_signature(xml: &str) -> Result<String, SamlError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(subject: SamlSubject) -> SamlConfig {
+        let toml = r#"
+[[connection]]
+name = "c"
+kind = "saml"
+[connection.saml]
+idp_metadata_file = "/dev/null"
+"#;
+        let c = crate::config::Config::from_toml_and_env("t", toml, std::iter::empty()).unwrap();
+        let mut s = c.connections[0].saml().unwrap().clone();
+        s.subject = subject;
+        s
+    }
+
+    const ASSERTION: &str = r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="a1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>idp</saml:Issuer><saml:Subject><saml:NameID Format="FMT">alice@example.com</saml:NameID></saml:Subject><saml:AuthnStatement AuthnInstant="2026-01-01T00:00:00Z" SessionIndex="s1"/><saml:AttributeStatement><saml:Attribute Name="urn:oid:0.9.2342.19200300.100.1.3" FriendlyName="mail"><saml:AttributeValue>alice@example.com</saml:AttributeValue></saml:Attribute><saml:Attribute Name="groups"><saml:AttributeValue>a</saml:AttributeValue><saml:AttributeValue>b</saml:AttributeValue></saml:Attribute><saml:Attribute Name="objectGUID"><saml:AttributeValue>g-1</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#;
+
+    #[test]
+    fn attributes_are_reachable_by_name_and_friendly_name_and_lists_stay_lists() {
+        let a: Assertion = ASSERTION.parse().unwrap();
+        let v = build(&cfg(SamlSubject::NameId), &a).unwrap();
+        assert_eq!(v.subject, "alice@example.com");
+        assert_eq!(v.claims["mail"], "alice@example.com");
+        assert_eq!(
+            v.claims["urn:oid:0.9.2342.19200300.100.1.3"],
+            "alice@example.com"
+        );
+        assert_eq!(v.claims["groups"], serde_json::json!(["a", "b"]));
+        assert_eq!(v.claims["name_id"], "alice@example.com");
+        assert_eq!(v.claims["name_id_format"], "FMT");
+        assert_eq!(v.session_index.as_deref(), Some("s1"));
+        let by_attr = build(&cfg(SamlSubject::Attribute("objectGUID".into())), &a).unwrap();
+        assert_eq!(by_attr.subject, "g-1");
+        assert!(build(&cfg(SamlSubject::Attribute("groups".into())), &a).is_err());
+        assert!(build(&cfg(SamlSubject::Attribute("missing".into())), &a).is_err());
+    }
+
+    #[test]
+    fn a_transient_name_id_cannot_identify_an_account() {
+        let a: Assertion = ASSERTION.replace("FMT", TRANSIENT).parse().unwrap();
+        let e = build(&cfg(SamlSubject::NameId), &a).unwrap_err();
+        assert!(e.to_string().contains("transient"), "{e}");
+    }
+}
