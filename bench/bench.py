@@ -6,9 +6,12 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = os.environ.get("DURATION", "10s")
 LOGINS = int(os.environ.get("LOGINS", "200"))
 PG = os.environ.get("JB_TEST_PG", "postgres://postgres@127.0.0.1:5432")
+# Which parts to run: comma-separated among verify, login (OIDC), saml; empty = all.
+ONLY = {x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()} or {"verify", "login", "saml"}
 CLK = os.sysconf("SC_CLK_TCK")
 HERE = os.path.dirname(os.path.abspath(__file__))
 OP_DIR = os.path.join(HERE, "..", "tests", "harness", "oidc-provider")
+SAML_IDP_DIR = os.path.join(HERE, "..", "tests", "harness", "saml-idp")
 procs = []
 
 
@@ -141,14 +144,136 @@ equals = "staff"
     return rows
 
 
+def scratch_db(backend, tag):
+    if backend == "sqlite":
+        return f"sqlite://{tempfile.gettempdir()}/jb-bench-{tag}-{uuid.uuid4().hex}.db"
+    name = f"jbbench_{uuid.uuid4().hex}"
+    subprocess.run(["psql", f"{PG}/test", "-qc", f"CREATE DATABASE {name}"], check=True)
+    return f"{PG}/{name}"
+
+
+def drop_db(db):
+    if db.startswith("sqlite://"):
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(db[len("sqlite://"):] + suffix)
+            except FileNotFoundError:
+                pass
+    else:
+        subprocess.run(["psql", f"{PG}/test", "-qc", f"DROP DATABASE IF EXISTS {db.rsplit('/', 1)[1]} WITH (FORCE)"], check=False)
+
+
+def openssl_keypair(d, name):
+    key, cert = os.path.join(d, f"{name}.key"), os.path.join(d, f"{name}.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "30", "-subj", f"/CN={name}"], check=True, capture_output=True)
+    return key, cert
+
+
+def saml_login_round(backend, encrypt, keys):
+    """One SAML round: a fresh database, IdP and bridge; LOGINS first logins, then LOGINS
+    repeat logins of the same users. Returns [(phase, bridge CPU ms/login, logins/s)]."""
+    port, conn = 18096, "bench"
+    base = f"http://127.0.0.1:{port}"
+    users = {f"u{i}": {"nameId": f"u{i}@example.com",
+                       "attributes": {"email": f"u{i}@example.com", "givenName": "User", "sn": str(i),
+                                      "groups": ["staff"] + (["admins"] if i % 2 else [])}}
+             for i in range(LOGINS)}
+    idp_env = {"SAML_IDP_KEY": keys["idp"][0], "SAML_IDP_CERT": keys["idp"][1],
+               "SAML_SP_ENTITY_ID": f"{base}/saml/{conn}/metadata", "SAML_SP_ACS_URL": f"{base}/saml/{conn}/acs",
+               "SAML_SP_SLO_URL": f"{base}/saml/{conn}/slo", "SAML_SP_CERT": keys["sp"][1],
+               "SAML_IDP_USERS": json.dumps(users)}
+    if encrypt:  # aes256-gcm content, rsa-oaep-mgf1p key transport (the harness defaults)
+        idp_env["SAML_SP_ENCRYPTION_CERT"] = keys["sp"][1]
+    idp = spawn(["node", os.path.join(SAML_IDP_DIR, "server.mjs"), "0"], idp_env)
+    line = idp.stdout.readline()
+    if not line:
+        raise SystemExit("the SAML IdP did not start (run tests/harness/saml-idp/setup.sh)")
+    idp_base = json.loads(line)["base_url"]
+    db = scratch_db(backend, "saml")
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    cfg.write(f"""[server]
+listen = "127.0.0.1:{port}"
+workers = 2
+[database]
+url = "{db}"
+[[connection]]
+name = "{conn}"
+kind = "saml"
+[connection.saml]
+idp_metadata_url = "{idp_base}/metadata"
+sp_private_key = {{ file = "{keys['sp'][0]}" }}
+sp_certificate = {{ file = "{keys['sp'][1]}" }}
+[connection.mapping]
+username = "{{name_id}}"
+email = "{{email}}"
+display_name = "{{givenName}} {{sn}}"
+[[connection.mapping.roles]]
+role = "admin"
+claim = "groups"
+equals = "admins"
+[[connection.mapping.roles]]
+role = "staff"
+claim = "groups"
+equals = "staff"
+""")
+    cfg.close()
+    bridge = spawn([f"{REL}/jitbridge", "--config", cfg.name, "serve"], {"JITBRIDGE_LOG": "warn"}, stdout=subprocess.DEVNULL)
+    rows = []
+    try:
+        wait_http(f"{base}/healthz")
+        for phase in ("first login (create)", "repeat login (update)"):
+            c0 = cpu_seconds(bridge.pid)
+            t0 = time.time()
+            r = subprocess.run([f"{REL}/examples/saml_login_driver", base, conn, "u", str(LOGINS), "8"], capture_output=True, text=True)
+            wall = time.time() - t0
+            if r.returncode != 0:
+                raise SystemExit(f"saml_login_driver failed ({backend}, encrypt={encrypt}, {phase}):\n{r.stderr[-3000:]}")
+            rows.append((phase, (cpu_seconds(bridge.pid) - c0) * 1000 / LOGINS, LOGINS / wall))
+    finally:
+        bridge.terminate(); idp.terminate()
+        bridge.wait(); idp.wait()
+        drop_db(db)
+        os.unlink(cfg.name)
+    return rows
+
+
+def saml_login_bench():
+    keydir = tempfile.mkdtemp(prefix="jb-bench-saml-")
+    keys = {n: openssl_keypair(keydir, n) for n in ("idp", "sp")}
+    variants = [(b, e) for e in (False, True) for b in ("sqlite", "postgres")]
+    results = {}  # (assertion, backend, phase) -> [(cpu, rate)]
+    try:
+        for r in range(ROUNDS):
+            for backend, encrypt in variants:  # interleaved rounds
+                what = "signed+encrypted" if encrypt else "signed"
+                for phase, cpu, rate in saml_login_round(backend, encrypt, keys):
+                    results.setdefault((what, backend, phase), []).append((cpu, rate))
+                    print(f"  round {r + 1} {what:16} {backend:8} {phase:22}: {cpu:.2f} ms CPU/login, {rate:.1f} logins/s", flush=True)
+    finally:
+        for f in os.listdir(keydir):
+            os.unlink(os.path.join(keydir, f))
+        os.rmdir(keydir)
+    print(f"\nSAML SP-initiated login, {LOGINS} logins per phase, 8 concurrent browsers, medians of {ROUNDS} interleaved rounds;")
+    print("bridge CPU includes /login (signed AuthnRequest) and the ACS POST (XML signature check, mapping, provisioning, session)")
+    print(f"{'assertion':17} {'backend':10} {'phase':24} {'bridge CPU ms/login':>20} {'logins/s (whole box)':>21}")
+    for (what, backend, phase), xs in results.items():
+        print(f"{what:17} {backend:10} {phase:24} {statistics.median(x[0] for x in xs):20.2f} {statistics.median(x[1] for x in xs):21.1f}", flush=True)
+
+
 try:
-    print("== /auth/verify", flush=True)
-    verify_bench()
-    print(f"\n== full JIT login, {LOGINS} logins per phase, 8 concurrent browsers; bridge CPU includes /login and the callback")
-    print(f"{'backend':10} {'phase':24} {'bridge CPU ms/login':>20} {'logins/s (whole box)':>21}")
-    for backend in ("sqlite", "postgres"):
-        for phase, cpu, rate in login_bench(backend):
-            print(f"{backend:10} {phase:24} {cpu:20.2f} {rate:21.1f}", flush=True)
+    if "verify" in ONLY:
+        print("== /auth/verify", flush=True)
+        verify_bench()
+    if "login" in ONLY:
+        print(f"\n== full JIT login, {LOGINS} logins per phase, 8 concurrent browsers; bridge CPU includes /login and the callback")
+        print(f"{'backend':10} {'phase':24} {'bridge CPU ms/login':>20} {'logins/s (whole box)':>21}")
+        for backend in ("sqlite", "postgres"):
+            for phase, cpu, rate in login_bench(backend):
+                print(f"{backend:10} {phase:24} {cpu:20.2f} {rate:21.1f}", flush=True)
+    if "saml" in ONLY:
+        print(f"\n== SAML JIT login (samlp IdP), {LOGINS} logins per phase, {ROUNDS} rounds", flush=True)
+        saml_login_bench()
 finally:
     for p in procs:
         if p.poll() is None:

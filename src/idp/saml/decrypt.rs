@@ -86,10 +86,8 @@ fn parse(xml: &str) -> Option<Parsed> {
                     p.data_cipher_value.push_str(&text);
                 }
             }
-            Event::End(_) => {
-                if stack.pop().as_deref() == Some(b"CipherValue") {
-                    in_cipher_value = false;
-                }
+            Event::End(_) if stack.pop().as_deref() == Some(b"CipherValue") => {
+                in_cipher_value = false;
             }
             Event::Eof => break,
             _ => {}
@@ -175,7 +173,7 @@ fn decrypt_content(alg: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, &'stat
     } else {
         // IV || ciphertext, ISO 10126 padding (only the last byte is meaningful).
         let bs = 16;
-        if data.len() < 2 * bs || data.len() % bs != 0 {
+        if data.len() < 2 * bs || !data.len().is_multiple_of(bs) {
             return Err("length");
         }
         let (iv, ct) = data.split_at(bs);

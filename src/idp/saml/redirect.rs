@@ -89,7 +89,7 @@ fn ecdsa_der_to_raw(der: &[u8], bits: usize) -> anyhow::Result<Vec<u8>> {
 }
 
 fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
@@ -243,19 +243,28 @@ mod tests {
         let q = url.query().unwrap();
         let msg = RedirectMessage::parse(q).unwrap();
         assert_eq!(msg.relay_state.as_deref(), Some("rs +/&="));
-        msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha256])
-            .unwrap();
+        msg.verify(
+            std::slice::from_ref(&cert),
+            &[AllowedSignatureAlgorithm::RsaSha256],
+        )
+        .unwrap();
         // Not allowed algorithm.
         assert!(
-            msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha512])
-                .is_err()
+            msg.verify(
+                std::slice::from_ref(&cert),
+                &[AllowedSignatureAlgorithm::RsaSha512]
+            )
+            .is_err()
         );
         // Tampered relay state.
         let tampered = q.replace("RelayState=rs", "RelayState=rx");
         let msg = RedirectMessage::parse(&tampered).unwrap();
         assert!(
-            msg.verify(&[cert.clone()], &[AllowedSignatureAlgorithm::RsaSha256])
-                .is_err()
+            msg.verify(
+                std::slice::from_ref(&cert),
+                &[AllowedSignatureAlgorithm::RsaSha256]
+            )
+            .is_err()
         );
         // Another key.
         let (_, other) = rsa_key_and_cert();

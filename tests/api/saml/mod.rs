@@ -204,6 +204,9 @@ pub struct SamlApp {
     _db: TestDb,
 }
 
+/// Rewrites the IdP's metadata before the bridge reads it.
+pub type MetadataEdit = Box<dyn Fn(&str) -> String>;
+
 #[derive(Default)]
 pub struct SamlOptions {
     /// Extra lines for `[connection.saml]`.
@@ -211,7 +214,7 @@ pub struct SamlOptions {
     /// The IdP encrypts assertions to the SP's certificate.
     pub encrypt: bool,
     /// Use a metadata file: the IdP's metadata passed through this function.
-    pub metadata_file: Option<Box<dyn Fn(&str) -> String>>,
+    pub metadata_file: Option<MetadataEdit>,
 }
 
 pub async fn spawn(opts: SamlOptions) -> SamlApp {
