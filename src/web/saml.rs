@@ -88,19 +88,24 @@ pub async fn acs(
                 state.config.sessions.absolute_timeout,
             ))
             .finish(),
-        Err(e) => {
-            let known = state
-                .saml
-                .contains_key(&connection)
-                .then_some(connection.as_str());
-            audit_failure(&state, &e, known, &request_id).await;
-            actix_web::ResponseError::error_response(&e)
-        }
+        Err(e) => refuse(&state, &e, &connection, &request_id).await,
     };
     if let Some(r) = relay_seen {
         let _ = resp.add_cookie(&cookies::clear_cross_site_login(cookie_cfg, &r));
     }
     resp
+}
+
+/// Audits a refused SAML message and renders the person's error page.
+async fn refuse(
+    state: &AppState,
+    e: &LoginError,
+    connection: &str,
+    request_id: &str,
+) -> HttpResponse {
+    let known = state.saml.contains_key(connection).then_some(connection);
+    audit_failure(state, e, known, request_id).await;
+    actix_web::ResponseError::error_response(e)
 }
 
 fn looks_like_our_relay(r: &str) -> bool {
@@ -220,14 +225,7 @@ pub async fn slo(
     };
     match result {
         Ok(resp) => resp,
-        Err(e) => {
-            let known = state
-                .saml
-                .contains_key(&connection)
-                .then_some(connection.as_str());
-            audit_failure(&state, &e, known, &request_id).await;
-            actix_web::ResponseError::error_response(&e)
-        }
+        Err(e) => refuse(&state, &e, &connection, &request_id).await,
     }
 }
 

@@ -8,6 +8,7 @@
 //! every failure is the same error to the sender.
 
 use super::SamlError;
+use super::preflight::attr;
 use base64::Engine;
 use openssl::md::{Md, MdRef};
 use openssl::pkey::{PKey, Private};
@@ -31,17 +32,6 @@ struct Parsed {
     data_algorithm: String,
     data_cipher_value: String,
     keys: Vec<EncryptedKey>,
-}
-
-fn attr(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option<String> {
-    e.attributes()
-        .flatten()
-        .find(|a| a.key.as_ref() == name)
-        .and_then(|a| {
-            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .ok()
-                .map(|v| v.into_owned())
-        })
 }
 
 fn parse(xml: &str) -> Option<Parsed> {

@@ -46,6 +46,18 @@ fn text_element(
     Ok(())
 }
 
+/// The start tag of a protocol message, with the attributes every one carries.
+fn message_root<'a>(name: &'a str, id: &str, destination: &str) -> BytesStart<'a> {
+    let mut root = BytesStart::new(name);
+    root.push_attribute(("xmlns:samlp", "urn:oasis:names:tc:SAML:2.0:protocol"));
+    root.push_attribute(("xmlns:saml", "urn:oasis:names:tc:SAML:2.0:assertion"));
+    root.push_attribute(("ID", id));
+    root.push_attribute(("Version", "2.0"));
+    root.push_attribute(("IssueInstant", now().as_str()));
+    root.push_attribute(("Destination", destination));
+    root
+}
+
 /// An SP-initiated `LogoutRequest` for the IdP's SLO endpoint.
 pub fn logout_request_xml(
     id: &str,
@@ -55,15 +67,11 @@ pub fn logout_request_xml(
     session_index: Option<&str>,
 ) -> String {
     write(|w| {
-        let issued = now();
-        let mut root = BytesStart::new("samlp:LogoutRequest");
-        root.push_attribute(("xmlns:samlp", "urn:oasis:names:tc:SAML:2.0:protocol"));
-        root.push_attribute(("xmlns:saml", "urn:oasis:names:tc:SAML:2.0:assertion"));
-        root.push_attribute(("ID", id));
-        root.push_attribute(("Version", "2.0"));
-        root.push_attribute(("IssueInstant", issued.as_str()));
-        root.push_attribute(("Destination", destination));
-        w.write_event(Event::Start(root))?;
+        w.write_event(Event::Start(message_root(
+            "samlp:LogoutRequest",
+            id,
+            destination,
+        )))?;
         text_element(w, "saml:Issuer", &[], issuer)?;
         let fmt: Vec<(&str, &str)> = name_id
             .format
@@ -89,14 +97,7 @@ pub fn logout_response_xml(
     status: &str,
 ) -> String {
     write(|w| {
-        let issued = now();
-        let mut root = BytesStart::new("samlp:LogoutResponse");
-        root.push_attribute(("xmlns:samlp", "urn:oasis:names:tc:SAML:2.0:protocol"));
-        root.push_attribute(("xmlns:saml", "urn:oasis:names:tc:SAML:2.0:assertion"));
-        root.push_attribute(("ID", id));
-        root.push_attribute(("Version", "2.0"));
-        root.push_attribute(("IssueInstant", issued.as_str()));
-        root.push_attribute(("Destination", destination));
+        let mut root = message_root("samlp:LogoutResponse", id, destination);
         root.push_attribute(("InResponseTo", in_response_to));
         w.write_event(Event::Start(root))?;
         text_element(w, "saml:Issuer", &[], issuer)?;
@@ -164,15 +165,7 @@ pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> 
                     let which = match local.as_ref() {
                         b"Issuer" if is(ASSERTION_NS) => Some("issuer"),
                         b"NameID" if is(ASSERTION_NS) => {
-                            let format = e
-                                .attributes()
-                                .flatten()
-                                .find(|a| a.key.as_ref() == b"Format")
-                                .and_then(|a| {
-                                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                                        .ok()
-                                        .map(|v| v.into_owned())
-                                });
+                            let format = preflight::attr(e, b"Format");
                             msg.name_id = Some(NameId {
                                 value: String::new(),
                                 format,

@@ -150,16 +150,7 @@ async fn an_assertion_signed_by_another_key_is_refused() {
         },
     );
     let b = Browser::new();
-    let html = b
-        .get(&format!(
-            "{}/saml/sso/init?login=alice&password=alice-pw",
-            rogue.base
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    let p = super::parse_auto_post(&html);
+    let p = super::unsolicited(&b, &rogue.base, "alice").await;
     refused(
         &app,
         &b,
@@ -218,16 +209,7 @@ async fn a_replayed_unsolicited_response_is_caught_by_the_assertion_cache() {
     })
     .await;
     let b = Browser::new();
-    let html = b
-        .get(&format!(
-            "{}/saml/sso/init?login=alice&password=alice-pw",
-            app.idp.base
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    let p = super::parse_auto_post(&html);
+    let p = super::unsolicited(&b, &app.idp.base, "alice").await;
     assert_eq!(app.post(&b, &p).await.status(), 303);
     let other = Browser::new();
     refused(&app, &other, &p, "saml_replayed", "already used").await;
@@ -237,16 +219,7 @@ async fn a_replayed_unsolicited_response_is_caught_by_the_assertion_cache() {
 async fn an_unsolicited_response_is_refused_while_idp_initiated_login_is_off() {
     let app = spawn(SamlOptions::default()).await;
     let b = Browser::new();
-    let html = b
-        .get(&format!(
-            "{}/saml/sso/init?login=alice&password=alice-pw",
-            app.idp.base
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    let p = super::parse_auto_post(&html);
+    let p = super::unsolicited(&b, &app.idp.base, "alice").await;
     refused(
         &app,
         &b,

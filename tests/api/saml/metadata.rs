@@ -62,16 +62,8 @@ async fn during_a_key_rollover_both_signing_certificates_are_accepted() {
         },
     );
     let b = Browser::new();
-    let html = b
-        .get(&format!(
-            "{}/saml/sso/init?login=bob&password=bob-pw",
-            switched.base
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
-    let r = app.post(&b, &super::parse_auto_post(&html)).await;
+    let p = super::unsolicited(&b, &switched.base, "bob").await;
+    let r = app.post(&b, &p).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -321,6 +321,19 @@ fn hidden_input(html: &str, name: &str) -> Option<String> {
     re.captures(html).map(|c| html_unescape(&c[1]))
 }
 
+/// An IdP-initiated (unsolicited) response from the IdP at `idp_base` for `user`.
+pub async fn unsolicited(browser: &Browser, idp_base: &str, user: &str) -> PostedResponse {
+    let html = browser
+        .get(&format!(
+            "{idp_base}/saml/sso/init?login={user}&password={user}-pw"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    parse_auto_post(&html)
+}
+
 pub fn parse_auto_post(html: &str) -> PostedResponse {
     PostedResponse {
         saml_response: hidden_input(html, "SAMLResponse")
