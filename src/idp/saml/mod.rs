@@ -225,13 +225,18 @@ impl SamlProvider {
         expected_request: Option<&str>,
     ) -> Result<VerifiedResponse, SamlError> {
         let idp = self.idp().await?;
-        response::verify(
-            &self.cfg,
-            &idp,
-            self.sp_key.as_ref(),
-            saml_response,
-            expected_request,
-        )
+        // Parsing, signature checks and decryption take a millisecond or more of CPU: they run
+        // on the blocking pool, not on the threads that serve requests.
+        let cfg = self.cfg.clone();
+        let key = self.sp_key.clone();
+        let input = saml_response.to_string();
+        let expected = expected_request.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            xmlsec_log::on_this_thread();
+            response::verify(&cfg, &idp, key.as_ref(), &input, expected.as_deref())
+        })
+        .await
+        .map_err(|_| SamlError::Invalid("the verification task failed".into()))?
     }
 
     /// Our SP metadata, to paste into the IdP.

@@ -219,7 +219,9 @@ fn check_conditions(cfg: &SamlConfig, a: &Assertion) -> Result<(), SamlError> {
     let skew = chrono::Duration::from_std(cfg.clock_skew).unwrap_or_default();
     // samael refuses an IssueInstant that is too old, not one from the future.
     if a.issue_instant > chrono::Utc::now() + skew {
-        return Err(SamlError::Invalid("it is not valid yet (IssueInstant)".into()));
+        return Err(SamlError::Invalid(
+            "it is not valid yet (IssueInstant)".into(),
+        ));
     }
     for st in a.authn_statements.iter().flatten() {
         if let Some(end) = st.session_not_on_or_after
