@@ -8,6 +8,8 @@ LOGINS = int(os.environ.get("LOGINS", "200"))
 PG = os.environ.get("JB_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 # Which parts to run: comma-separated among verify, login (OIDC), saml; empty = all.
 ONLY = {x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()} or {"verify", "login", "saml"}
+if ONLY - {"verify", "login", "saml"}:
+    raise SystemExit(f"BENCH_ONLY: unknown part(s) {', '.join(sorted(ONLY - {'verify', 'login', 'saml'}))} (known: verify, login, saml)")
 CLK = os.sysconf("SC_CLK_TCK")
 HERE = os.path.dirname(os.path.abspath(__file__))
 OP_DIR = os.path.join(HERE, "..", "tests", "harness", "oidc-provider")
