@@ -132,10 +132,11 @@ timeout = "60s"
     };
     let wall = t.elapsed().as_secs_f64();
     println!(
-        "{mode}: {n} local accounts, {} listed, outcome {:?}, marked missing {}, wall {wall:.2}s, peak RSS {:.0} MiB (before the sweep {before:.0} MiB)",
+        "{mode}: {n} local accounts, {} listed, outcome {:?}, marked missing {}, disabled {}, wall {wall:.2}s, peak RSS {:.0} MiB (before the sweep {before:.0} MiB)",
         report.stats.seen,
         report.outcome,
         report.stats.missing,
+        report.stats.disabled,
         peak_rss_mib()
     );
     for s in ["", "-wal", "-shm"] {
