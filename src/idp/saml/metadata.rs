@@ -1,5 +1,6 @@
 //! IdP metadata in, SP metadata out.
 
+use super::dsig::VerifyingKeys;
 use crate::config::SamlConfig;
 use anyhow::{Context, bail};
 use openssl::pkey::{PKey, Private};
@@ -20,15 +21,10 @@ pub struct IdpView {
     pub slo_redirect: Option<Url>,
     /// Signing certificates (several during a key rollover).
     pub certs: Vec<X509>,
-    /// For responses to our requests.
+    /// Their public keys, loaded once, for the signatures of responses.
+    pub(super) keys: VerifyingKeys,
+    /// samael's view of us and the IdP, for building AuthnRequests.
     pub(super) sp: ServiceProvider,
-    /// For unsolicited responses, when the connection allows them.
-    pub(super) sp_unsolicited: Option<ServiceProvider>,
-    /// Without certificates, for a document whose signature was already verified here
-    /// (an encrypted assertion under a signed Response): samael then checks the rest.
-    pub(super) sp_preverified: ServiceProvider,
-    pub(super) sp_preverified_unsolicited: Option<ServiceProvider>,
-    pub(super) cert_ders: Vec<CertificateDer>,
 }
 
 fn endpoint(list: &[Endpoint], binding: &str) -> Option<Url> {
@@ -77,12 +73,6 @@ impl IdpView {
             .slo_url(Some(cfg.slo_url.to_string()))
             .metadata_url(Some(cfg.metadata_url.to_string()))
             .idp_metadata(ed.clone())
-            .allow_idp_initiated(false)
-            .max_clock_skew(chrono::Duration::from_std(cfg.clock_skew)?)
-            .max_issue_delay(
-                chrono::Duration::seconds(90) + chrono::Duration::from_std(cfg.clock_skew)?,
-            )
-            .allowed_signature_algorithms(Some(cfg.signature_algorithms.clone()))
             .authn_name_id_format(cfg.name_id_format.clone())
             .force_authn(cfg.force_authn)
             .build()
@@ -102,37 +92,17 @@ impl IdpView {
             .map(|c: &CertificateDer| X509::from_der(c.der_data()))
             .collect::<Result<Vec<_>, _>>()
             .context("the IdP metadata has an unreadable signing certificate")?;
-        let unsolicited = |sp: &ServiceProvider| {
-            cfg.allow_idp_initiated.then(|| {
-                let mut s = sp.clone();
-                s.allow_idp_initiated = true;
-                s
-            })
-        };
-        let sp_unsolicited = unsolicited(&sp);
-        let mut sp_preverified = sp.clone();
-        sp_preverified.idp_metadata = without_keys(&ed);
-        let sp_preverified_unsolicited = unsolicited(&sp_preverified);
+        let keys = VerifyingKeys::new(&certs)
+            .context("the IdP metadata has a signing certificate whose key cannot be loaded")?;
         Ok(Self {
             entity_id,
             sso_redirect,
             slo_redirect,
             certs,
+            keys,
             sp,
-            sp_unsolicited,
-            sp_preverified,
-            sp_preverified_unsolicited,
-            cert_ders: der,
         })
     }
-}
-
-fn without_keys(ed: &EntityDescriptor) -> EntityDescriptor {
-    let mut ed = ed.clone();
-    for d in ed.idp_sso_descriptors.iter_mut().flatten() {
-        d.key_descriptors.clear();
-    }
-    ed
 }
 
 fn key_descriptor(cert: &X509, key_use: &str) -> anyhow::Result<KeyDescriptor> {

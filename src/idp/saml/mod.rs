@@ -1,20 +1,24 @@
 //! The SAML 2.0 service-provider adapter: IdP metadata, AuthnRequests over HTTP-Redirect,
 //! response validation at the ACS, and single logout.
 //!
-//! `samael` (libxmlsec1) verifies XML signatures, decrypts assertions and checks the time
-//! windows, issuer, recipient and InResponseTo. This module adds what samael leaves to its
-//! callers (see the crate notes in the README): refusing DOCTYPEs and wrapping shapes before
-//! parsing ([`preflight`]), an algorithm allow-list, a required AudienceRestriction,
-//! SessionNotOnOrAfter, the signature policy of the connection, inner-signed encrypted
-//! assertions, redirect-binding signatures ([`redirect`]) and logout messages ([`logout`]).
+//! libxmlsec1 verifies XML signatures ([`dsig`]: keys loaded once, same-document references
+//! and a transform allow-list, the pre-digest form as the only thing processed); `samael`
+//! parses the verified content into its schema types and builds AuthnRequests and metadata;
+//! [`validate`] checks what SAML core and the browser SSO profile ask of a response (time
+//! windows, issuer, audience, destination, recipient, InResponseTo, status). Around them:
+//! refusing DOCTYPEs and wrapping shapes before parsing ([`preflight`]), the signature policy
+//! of the connection, encrypted assertions ([`decrypt`]), redirect-binding signatures
+//! ([`redirect`]) and logout messages ([`logout`]).
 //! The replay cache lives in the session store, shared by replicas, and is kept by the caller.
 
 mod decrypt;
+pub mod dsig;
 pub mod logout;
 mod metadata;
 pub mod preflight;
 pub mod redirect;
 mod response;
+mod validate;
 pub(crate) mod xmlsec_log;
 
 use crate::config::{ConnectionConfig, MetadataSource, SamlConfig};

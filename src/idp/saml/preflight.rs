@@ -314,5 +314,24 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
     Ok(shape)
 }
 
+/// True when the first element of `xml` is a `Response` in the SAML protocol namespace.
+pub fn root_is_protocol_response(xml: &str) -> bool {
+    root_is(xml, PROTOCOL_NS, b"Response")
+}
+
+/// True when the first element of `xml` has this namespace and local name.
+pub fn root_is(xml: &str, ns: &[u8], local: &[u8]) -> bool {
+    let mut reader = NsReader::from_str(xml);
+    loop {
+        match reader.read_resolved_event() {
+            Ok((n, Event::Start(e) | Event::Empty(e))) => {
+                return is(&n, ns) && e.local_name().as_ref() == local;
+            }
+            Ok((_, Event::Eof)) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

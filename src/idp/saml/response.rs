@@ -1,19 +1,12 @@
 //! Validation of a POSTed `samlp:Response` at the ACS.
 
-use super::preflight;
-use super::{IdpView, SamlError};
+use super::validate::{self, Expect};
+use super::{IdpView, SamlError, preflight};
 use crate::config::{RequiredSignature, SamlConfig, SamlSubject};
 use crate::mapping::Claims;
 use openssl::pkey::{PKey, Private};
-use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
-use samael::schema::Assertion;
+use samael::schema::{Assertion, Response};
 use serde_json::Value;
-
-/// What goes on after the signature check is exactly the canonical form that was digested
-/// (xmlsec's pre-digest buffer). samael's tree-pruning modes leak the pruned libxml2 nodes when
-/// the signed element is not the root (found by fuzzing: ~10 MB per padded 600 kB response),
-/// and the pre-digest form is the strictest answer to signature wrapping anyway.
-const REDUCE: ReduceMode = ReduceMode::PreDigest;
 
 const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
@@ -58,32 +51,26 @@ pub(super) fn verify(
     {
         return Err(SamlError::Destination);
     }
-    let unsolicited = match expected_request {
-        Some(id) => {
-            if let Some(irt) = &shape.in_response_to
-                && irt != id
-            {
-                return Err(SamlError::InResponseTo);
-            }
-            false
-        }
-        None => {
-            if shape.in_response_to.is_some() {
-                // It answers a request, but not one this browser has outstanding.
-                return Err(SamlError::InResponseTo);
-            }
-            if idp.sp_unsolicited.is_none() {
-                return Err(SamlError::Unsolicited);
-            }
-            true
-        }
-    };
+    match (expected_request, &shape.in_response_to) {
+        (Some(id), Some(irt)) if irt != id => return Err(SamlError::InResponseTo),
+        // It answers a request, but not one this browser has outstanding.
+        (None, Some(_)) => return Err(SamlError::InResponseTo),
+        (None, None) if !cfg.allow_idp_initiated => return Err(SamlError::Unsolicited),
+        _ => {}
+    }
     let response_signed = shape.response_signed();
+    let algorithms = &cfg.signature_algorithms;
+    let reduce = |doc: &str| {
+        idp.keys
+            .reduce(doc, algorithms)
+            .map_err(|_| SamlError::BadSignature)
+    };
 
-    // An assertion encrypted to us. When only the inner assertion is signed (ADFS, Entra ID)
-    // it must be decrypted before its signature can be checked; when the Response is signed,
-    // that signature covers the encrypted form and is checked on the document as received.
-    let (document, inner_shape, inner_plain, preverified) = if shape.encrypted {
+    // What the signatures cover: the Response when it is signed (with its assertion), else the
+    // assertion alone. An assertion encrypted to us is decrypted first; when only the inner
+    // assertion is signed (ADFS, Entra ID) its signature is checked on the plaintext, and when
+    // the Response is signed, that signature covers the encrypted form as received.
+    let signed = if shape.encrypted {
         let key = sp_key.ok_or_else(|| {
             SamlError::Invalid(
                 "the assertion is encrypted, but no sp_private_key is configured".into(),
@@ -92,145 +79,111 @@ pub(super) fn verify(
         let (s, e) = element_span(&xml, b"EncryptedAssertion")?;
         let plain = super::decrypt::decrypt_assertion(&xml[s..e], key)?;
         let base = if response_signed {
-            // Only what the verified signature covers goes on.
-            let reduced = verify_signatures(&xml, idp, cfg)?;
-            remove_response_signature(&reduced)?
+            reduce(&xml)?
         } else {
             xml.clone()
         };
         let spliced = splice_assertion(&base, &plain)?;
         let inner = preflight::scan(&spliced, "Response")?;
-        (spliced, inner, Some(plain), response_signed)
+        let assertion_signed = inner.assertion_signed();
+        require_signatures(cfg, response_signed, assertion_signed)?;
+        let assertion_only = if assertion_signed {
+            Some(reduce(&plain)?)
+        } else {
+            None
+        };
+        match (response_signed, assertion_only) {
+            (true, _) => Signed::Response(spliced, inner.assertion_id),
+            (false, Some(a)) => Signed::Assertion(a, inner.assertion_id),
+            (false, None) => unreachable!("require_signatures refused an unsigned response"),
+        }
     } else {
-        (xml.clone(), shape.clone(), None, false)
+        let assertion_signed = shape.assertion_signed();
+        require_signatures(cfg, response_signed, assertion_signed)?;
+        let reduced = reduce(&xml)?;
+        let id = shape.assertion_id.clone();
+        if response_signed {
+            Signed::Response(reduced, id)
+        } else {
+            Signed::Assertion(reduced, id)
+        }
     };
 
-    let assertion_signed = inner_shape.assertion_signed();
+    let expect = Expect {
+        cfg,
+        idp_entity_id: &idp.entity_id,
+        request_id: expected_request,
+        now: chrono::Utc::now(),
+    };
+    let (assertion, seen_id) = match signed {
+        Signed::Response(doc, seen_id) => {
+            if !preflight::root_is_protocol_response(&doc) {
+                return Err(SamlError::BadSignature);
+            }
+            let r: Response = doc.parse().map_err(unreadable)?;
+            validate::response(&r, &expect)?;
+            let a = r
+                .assertion
+                .ok_or_else(|| SamlError::Invalid("the response carries no assertion".into()))?;
+            (a, seen_id)
+        }
+        Signed::Assertion(doc, seen_id) => {
+            if !preflight::root_is(&doc, preflight::ASSERTION_NS, b"Assertion") {
+                return Err(SamlError::BadSignature);
+            }
+            (doc.parse::<Assertion>().map_err(unreadable)?, seen_id)
+        }
+    };
+    // The assertion processed must be the one the scan saw (and judged signed).
+    if seen_id.as_deref() != Some(assertion.id.as_str()) {
+        return Err(SamlError::Invalid(
+            "the processed assertion is not the signed one".into(),
+        ));
+    }
+    validate::assertion(&assertion, &expect)?;
+    build(cfg, &assertion)
+}
+
+/// The verified content that goes on, with the assertion ID the untrusted scan saw.
+enum Signed {
+    /// A whole Response (its signature verified), holding the assertion.
+    Response(String, Option<String>),
+    /// A lone Assertion (its own signature verified).
+    Assertion(String, Option<String>),
+}
+
+fn require_signatures(
+    cfg: &SamlConfig,
+    response_signed: bool,
+    assertion_signed: bool,
+) -> Result<(), SamlError> {
     let ok = match cfg.required_signature {
         RequiredSignature::Either => response_signed || assertion_signed,
         RequiredSignature::Response => response_signed,
         RequiredSignature::Assertion => assertion_signed,
         RequiredSignature::Both => response_signed && assertion_signed,
     };
-    if !ok {
-        return Err(SamlError::SignatureRequired(match cfg.required_signature {
-            RequiredSignature::Either => "a signed response or assertion",
-            RequiredSignature::Response => "a signed response",
-            RequiredSignature::Assertion => "a signed assertion",
-            RequiredSignature::Both => "a signed response and a signed assertion",
-        }));
+    if ok {
+        return Ok(());
     }
-    // The inner signature of an assertion under a verified Response is checked on its own
-    // whenever it is present: a signature that is there must verify.
-    if let (Some(plain), true) = (&inner_plain, preverified && assertion_signed) {
-        verify_signatures(plain, idp, cfg)?;
-    }
-    let sp = match (preverified, unsolicited) {
-        (false, false) => &idp.sp,
-        (false, true) => idp.sp_unsolicited.as_ref().ok_or(SamlError::Unsolicited)?,
-        (true, false) => &idp.sp_preverified,
-        (true, true) => idp
-            .sp_preverified_unsolicited
-            .as_ref()
-            .ok_or(SamlError::Unsolicited)?,
-    };
-
-    let ids = expected_request.map(|id| [id]);
-    let assertion = sp
-        .parse_xml_response_with_mode(&document, ids.as_ref().map(|a| &a[..]), REDUCE)
-        .map_err(map_samael)?;
-
-    // The assertion samael returns must be the one the scan saw (and judged signed).
-    if inner_shape.assertion_id.as_deref() != Some(assertion.id.as_str()) {
-        return Err(SamlError::Invalid(
-            "the processed assertion is not the signed one".into(),
-        ));
-    }
-    check_conditions(cfg, &assertion)?;
-    build(cfg, &assertion)
+    Err(SamlError::SignatureRequired(match cfg.required_signature {
+        RequiredSignature::Either => "a signed response or assertion",
+        RequiredSignature::Response => "a signed response",
+        RequiredSignature::Assertion => "a signed assertion",
+        RequiredSignature::Both => "a signed response and a signed assertion",
+    }))
 }
 
-fn short_status(s: &str) -> String {
+fn unreadable(e: impl std::fmt::Display) -> SamlError {
+    SamlError::Invalid(format!("it cannot be read ({e})"))
+}
+
+pub(super) fn short_status(s: &str) -> String {
     let tail = s.rsplit(':').next().unwrap_or(s);
     tail.chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .take(64)
         .collect()
-}
-
-fn map_samael(e: samael::service_provider::Error) -> SamlError {
-    use samael::service_provider::Error as E;
-    match e {
-        E::FailedToValidateSignature | E::CryptoXmlError(_) | E::CryptoProviderError(_) => {
-            SamlError::BadSignature
-        }
-        E::DestinationValidationError { .. } => SamlError::Destination,
-        E::AssertionInResponseToInvalid { .. } | E::ResponseInResponseToInvalid { .. } => {
-            SamlError::InResponseTo
-        }
-        E::AssertionConditionAudienceRestrictionFailed { .. } => SamlError::Audience,
-        E::ResponseBadStatusCode { code } => SamlError::Status(short_status(&code)),
-        E::FailedToDecryptAssertion
-        | E::EncryptedAssertionInvalid
-        | E::MissingPrivateKeySP
-        | E::MissingEncryptedKeyInfo
-        | E::MissingEncryptedValueInfo
-        | E::EncryptedAssertionKeyMethodUnsupported { .. }
-        | E::EncryptedAssertionValueMethodUnsupported { .. } => SamlError::Decryption,
-        E::AssertionExpired { .. }
-        | E::ResponseExpired { .. }
-        | E::AssertionConditionExpired { .. }
-        | E::AssertionSubjectConfirmationExpired { .. } => {
-            SamlError::Invalid("it has expired".into())
-        }
-        E::AssertionConditionExpiredBefore { .. }
-        | E::AssertionSubjectConfirmationExpiredBefore { .. } => {
-            SamlError::Invalid("it is not valid yet".into())
-        }
-        E::AssertionIssuerMismatch { .. } | E::ResponseIssuerMismatch { .. } => {
-            SamlError::Invalid("it was issued by another identity provider (Issuer)".into())
-        }
-        E::AssertionRecipientMismatch { .. } => {
-            SamlError::Invalid("it was meant for another endpoint (Recipient)".into())
-        }
-        E::AssertionBearerSubjectConfirmationMissing | E::AssertionSubjectConfirmationMissing => {
-            SamlError::Invalid("it has no usable bearer SubjectConfirmation".into())
-        }
-        other => SamlError::Invalid(format!("it cannot be read ({other})")),
-    }
-}
-
-/// What samael leaves to its caller: an AudienceRestriction is required, and each one present
-/// must name us (SAML core 2.5.1.4); IssueInstant must not lie in the future; SessionNotOnOrAfter
-/// must lie ahead.
-fn check_conditions(cfg: &SamlConfig, a: &Assertion) -> Result<(), SamlError> {
-    let restrictions = a
-        .conditions
-        .as_ref()
-        .and_then(|c| c.audience_restrictions.as_ref())
-        .filter(|r| !r.is_empty())
-        .ok_or(SamlError::Audience)?;
-    if !restrictions
-        .iter()
-        .all(|r| r.audience.iter().any(|aud| aud == &cfg.entity_id))
-    {
-        return Err(SamlError::Audience);
-    }
-    let skew = chrono::Duration::from_std(cfg.clock_skew).unwrap_or_default();
-    // samael refuses an IssueInstant that is too old, not one from the future.
-    if a.issue_instant > chrono::Utc::now() + skew {
-        return Err(SamlError::Invalid(
-            "it is not valid yet (IssueInstant)".into(),
-        ));
-    }
-    for st in a.authn_statements.iter().flatten() {
-        if let Some(end) = st.session_not_on_or_after
-            && end + skew <= chrono::Utc::now()
-        {
-            return Err(SamlError::SessionEnded);
-        }
-    }
-    Ok(())
 }
 
 fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError> {
@@ -371,49 +324,6 @@ fn element_span(xml: &str, local: &[u8]) -> Result<(usize, usize), SamlError> {
 fn splice_assertion(xml: &str, assertion: &str) -> Result<String, SamlError> {
     let (s, e) = element_span(xml, b"EncryptedAssertion")?;
     Ok(format!("{}{}{}", &xml[..s], assertion, &xml[e..]))
-}
-
-/// Verifies every signature in `xml` against the IdP's certificates and algorithm list and
-/// returns the document reduced to the content they cover.
-fn verify_signatures(xml: &str, idp: &IdpView, cfg: &SamlConfig) -> Result<String, SamlError> {
-    Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-        xml,
-        &idp.cert_ders,
-        REDUCE,
-        Some(&cfg.signature_algorithms),
-    )
-    .map_err(|_| SamlError::BadSignature)
-}
-
-/// The response without the ds:Signature that is its direct child (already verified).
-fn remove_response_signature(xml: &str) -> Result<String, SamlError> {
-    let mut reader = quick_xml::reader::Reader::from_str(xml);
-    let mut depth = 0usize;
-    let mut start = None;
-    loop {
-        let pos = reader.buffer_position() as usize;
-        match reader.read_event().map_err(|_| SamlError::BadSignature)? {
-            quick_xml::events::Event::Start(ref e) => {
-                if depth == 1 && start.is_none() && e.local_name().as_ref() == b"Signature" {
-                    start = Some(pos);
-                }
-                depth += 1;
-            }
-            quick_xml::events::Event::End(ref e) => {
-                depth -= 1;
-                if depth == 1
-                    && e.local_name().as_ref() == b"Signature"
-                    && let Some(s) = start
-                {
-                    let end = reader.buffer_position() as usize;
-                    return Ok(format!("{}{}", &xml[..s], &xml[end..]));
-                }
-            }
-            // No signature left in the reduced document: nothing to remove.
-            quick_xml::events::Event::Eof => return Ok(xml.to_string()),
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
