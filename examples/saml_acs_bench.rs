@@ -68,7 +68,10 @@ fn at(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 fn strip_decl(s: String) -> String {
-    match s.strip_prefix("<?xml").and_then(|r| r.find("?>").map(|i| r[i + 2..].to_string())) {
+    match s
+        .strip_prefix("<?xml")
+        .and_then(|r| r.find("?>").map(|i| r[i + 2..].to_string()))
+    {
         Some(rest) => rest.trim_start().to_string(),
         None => s,
     }
@@ -124,7 +127,13 @@ fn encrypt(assertion: &str, to: &X509) -> String {
 }
 
 /// The whole signed Response of login `i`, base64 as POSTed.
-fn response(i: usize, cfg: &jitbridge::config::SamlConfig, request: &str, idp_key: &[u8], enc: Option<&X509>) -> String {
+fn response(
+    i: usize,
+    cfg: &jitbridge::config::SamlConfig,
+    request: &str,
+    idp_key: &[u8],
+    enc: Option<&X509>,
+) -> String {
     let (acs, sp) = (cfg.acs_url.as_str(), cfg.entity_id.as_str());
     let a = assertion(i, acs, sp, request, idp_key);
     let a = match enc {
@@ -209,7 +218,11 @@ equals = "staff"
 
     println!(
         "SAML ACS in-process, {n} logins per phase, {} assertion, backend {}; medians of thread CPU ms per login",
-        if encrypted { "signed+encrypted" } else { "signed" },
+        if encrypted {
+            "signed+encrypted"
+        } else {
+            "signed"
+        },
         format!("{:?}", db.backend()).to_lowercase()
     );
     println!(
@@ -220,13 +233,7 @@ equals = "staff"
         let mut stages: [Vec<Duration>; 5] = Default::default();
         for i in 0..n {
             let request = format!("_req{i}");
-            let posted = response(
-                i,
-                cfg,
-                &request,
-                &idp_der,
-                encrypted.then_some(&sp_cert),
-            );
+            let posted = response(i, cfg, &request, &idp_der, encrypted.then_some(&sp_cert));
             let t0 = thread_cpu();
             let verified = verify_response_with(cfg, &idp, Some(&sp_key), &posted, Some(&request))
                 .map_err(|e| anyhow::anyhow!("login {i} refused: {e}"))?;

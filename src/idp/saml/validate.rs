@@ -105,7 +105,10 @@ pub(super) fn assertion(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> 
     }
     bearer_confirmation(a, e)?;
     for st in a.authn_statements.iter().flatten() {
-        if st.session_not_on_or_after.is_some_and(|end| end + skew <= now) {
+        if st
+            .session_not_on_or_after
+            .is_some_and(|end| end + skew <= now)
+        {
             return Err(SamlError::SessionEnded);
         }
     }

@@ -83,6 +83,62 @@ async fn a_changed_value_under_a_signature_is_refused() {
     .await;
 }
 
+/// libxmlsec1 dereferences any Reference URI by default, before any signature is known good:
+/// samael 0.0.22 connected to the URL below and held the request for two minutes. A signature
+/// may only point into the document, so the response is refused at once and nothing is fetched.
+#[tokio::test]
+async fn a_signature_that_references_a_url_or_a_file_fetches_nothing() {
+    let app = spawn(SamlOptions::default()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for uri in [
+        format!("http://127.0.0.1:{port}/internal"),
+        "file:///etc/hostname".into(),
+    ] {
+        let b = Browser::new();
+        let p = app.login_until_post(&b, "alice", "/").await;
+        let xml = p.xml();
+        let signature = regex::Regex::new(r"(?s)<(\w+:)?Signature[ >].*?</(\w+:)?Signature>")
+            .unwrap()
+            .find(&xml)
+            .unwrap()
+            .as_str()
+            .to_string();
+        let remote = regex::Regex::new(r#"URI="[^"]*""#)
+            .unwrap()
+            .replace(&signature, format!(r#"URI="{uri}""#).as_str())
+            .into_owned();
+        // The extra signature sits in the Response's Extensions, where no profile check looks.
+        let forged = xml.replacen(
+            "<samlp:Status>",
+            &format!("<samlp:Extensions>{remote}</samlp:Extensions><samlp:Status>"),
+            1,
+        );
+        assert_ne!(
+            forged, xml,
+            "the response has a Status to put the extension before"
+        );
+        let started = std::time::Instant::now();
+        refused(
+            &app,
+            &b,
+            &p.with_xml(&forged),
+            "saml_signature_invalid",
+            "signature does not verify",
+        )
+        .await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{uri}"
+        );
+    }
+    assert!(
+        listener.accept().is_err(),
+        "the bridge connected to a URL named in a response"
+    );
+}
+
 #[tokio::test]
 async fn every_signature_wrapping_shape_is_refused() {
     let app = spawn(SamlOptions::default()).await;

@@ -38,9 +38,7 @@ pub enum DsigError {
     Unsigned,
     #[error("a signature must carry exactly one reference")]
     References,
-    #[error(
-        "a signature does not verify, or uses a refused algorithm, transform or reference"
-    )]
+    #[error("a signature does not verify, or uses a refused algorithm, transform or reference")]
     Invalid,
     #[error("the several signed parts do not include exactly one whole Response")]
     Selection,
@@ -332,8 +330,7 @@ fn register_ids(doc: &Document, elements: &[Node]) -> Result<(), DsigError> {
             // libxml2 allocates with malloc unless an application installs other functions.
             libc::free(raw as *mut std::ffi::c_void);
             let c = CString::new(value.as_str()).map_err(|_| DsigError::Ids)?;
-            if libxml::bindings::xmlValidateNCName(c.as_ptr() as _, 0) != 0 || !seen.insert(value)
-            {
+            if libxml::bindings::xmlValidateNCName(c.as_ptr() as _, 0) != 0 || !seen.insert(value) {
                 return Err(DsigError::Ids);
             }
             if libxml::bindings::xmlAddID(null_mut(), doc.doc_ptr(), c.as_ptr() as _, attr)
