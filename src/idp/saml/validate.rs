@@ -165,3 +165,99 @@ fn bearer_confirmation(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> {
         SamlError::Invalid("it has no usable bearer SubjectConfirmation".into())
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDP: &str = "https://idp.example.com";
+
+    fn cfg() -> SamlConfig {
+        let toml = "[server]\npublic_url = \"https://sp.example.com\"\n[[connection]]\nname = \"c\"\nkind = \"saml\"\n[connection.saml]\nidp_metadata_file = \"/dev/null\"\n";
+        let c = crate::config::Config::from_toml_and_env("t", toml, std::iter::empty()).unwrap();
+        c.connections[0].saml().unwrap().clone()
+    }
+
+    fn at(t: DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// An assertion as an IdP sends it to `cfg()`, answering `_req` unless `irt` says otherwise.
+    fn assertion_xml(cfg: &SamlConfig, irt: Option<&str>, recipient: &str) -> String {
+        let now = Utc::now();
+        let (t, later) = (at(now), at(now + Duration::minutes(5)));
+        let irt = irt
+            .map(|i| format!(r#" InResponseTo="{i}""#))
+            .unwrap_or_default();
+        format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a" Version="2.0" IssueInstant="{t}"><saml:Issuer>{IDP}</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{later}" Recipient="{recipient}"{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{t}" NotOnOrAfter="{later}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions></saml:Assertion>"#,
+            aud = cfg.entity_id
+        )
+    }
+
+    fn expect<'a>(cfg: &'a SamlConfig, request_id: Option<&'a str>) -> Expect<'a> {
+        Expect {
+            cfg,
+            idp_entity_id: IDP,
+            request_id,
+            now: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn an_assertion_answering_our_request_passes_and_the_checks_can_fail() {
+        let cfg = cfg();
+        let acs = cfg.acs_url.to_string();
+        let ok: Assertion = assertion_xml(&cfg, Some("_req"), &acs).parse().unwrap();
+        assertion(&ok, &expect(&cfg, Some("_req"))).unwrap();
+        let e = assertion(&ok, &expect(&cfg, Some("_other"))).unwrap_err();
+        assert!(matches!(e, SamlError::InResponseTo), "{e}");
+        let elsewhere: Assertion = assertion_xml(&cfg, Some("_req"), "https://evil.example/acs")
+            .parse()
+            .unwrap();
+        let e = assertion(&elsewhere, &expect(&cfg, Some("_req"))).unwrap_err();
+        assert!(e.to_string().contains("Recipient"), "{e}");
+        let mut late = expect(&cfg, Some("_req"));
+        late.now += Duration::minutes(30);
+        let e = assertion(&ok, &late).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+        let mut early = expect(&cfg, Some("_req"));
+        early.now -= Duration::minutes(30);
+        let e = assertion(&ok, &early).unwrap_err();
+        assert!(e.to_string().contains("not valid yet"), "{e}");
+    }
+
+    /// An unsolicited assertion that names a request answers somebody else's login.
+    #[test]
+    fn an_unsolicited_assertion_must_not_claim_to_answer_a_request() {
+        let cfg = cfg();
+        let acs = cfg.acs_url.to_string();
+        let unsolicited: Assertion = assertion_xml(&cfg, None, &acs).parse().unwrap();
+        assertion(&unsolicited, &expect(&cfg, None)).unwrap();
+        let claims: Assertion = assertion_xml(&cfg, Some("_req"), &acs).parse().unwrap();
+        let e = assertion(&claims, &expect(&cfg, None)).unwrap_err();
+        assert!(matches!(e, SamlError::InResponseTo), "{e}");
+    }
+
+    /// Bindings 3.5.5.2: a signed message names where it was sent.
+    #[test]
+    fn a_signed_response_without_our_destination_is_refused() {
+        let cfg = cfg();
+        let r = |dest: &str| -> Response {
+            format!(
+                r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r" Version="2.0" IssueInstant="{}" InResponseTo="_req"{dest}><samlp:Status><samlp:StatusCode Value="{STATUS_SUCCESS}"/></samlp:Status></samlp:Response>"#,
+                at(Utc::now())
+            )
+            .parse()
+            .unwrap()
+        };
+        let ok = r(&format!(r#" Destination="{}""#, cfg.acs_url));
+        response(&ok, &expect(&cfg, Some("_req"))).unwrap();
+        for bad in ["", r#" Destination="https://evil.example/acs""#] {
+            let e = response(&r(bad), &expect(&cfg, Some("_req"))).unwrap_err();
+            assert!(matches!(e, SamlError::Destination), "{bad}: {e}");
+        }
+        let e = response(&ok, &expect(&cfg, None)).unwrap_err();
+        assert!(matches!(e, SamlError::InResponseTo), "{e}");
+    }
+}
