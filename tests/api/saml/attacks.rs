@@ -92,6 +92,9 @@ async fn a_signature_that_references_a_url_or_a_file_fetches_nothing() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let signature_re =
+        regex::Regex::new(r"(?s)<(\w+:)?Signature[ >].*?</(\w+:)?Signature>").unwrap();
+    let uri_re = regex::Regex::new(r#"URI="[^"]*""#).unwrap();
     for uri in [
         format!("http://127.0.0.1:{port}/internal"),
         "file:///etc/hostname".into(),
@@ -99,14 +102,8 @@ async fn a_signature_that_references_a_url_or_a_file_fetches_nothing() {
         let b = Browser::new();
         let p = app.login_until_post(&b, "alice", "/").await;
         let xml = p.xml();
-        let signature = regex::Regex::new(r"(?s)<(\w+:)?Signature[ >].*?</(\w+:)?Signature>")
-            .unwrap()
-            .find(&xml)
-            .unwrap()
-            .as_str()
-            .to_string();
-        let remote = regex::Regex::new(r#"URI="[^"]*""#)
-            .unwrap()
+        let signature = signature_re.find(&xml).unwrap().as_str().to_string();
+        let remote = uri_re
             .replace(&signature, format!(r#"URI="{uri}""#).as_str())
             .into_owned();
         // The extra signature sits in the Response's Extensions, where no profile check looks.
