@@ -5,6 +5,8 @@
 #  - bridge CPU per full JIT login (login + callback: code exchange, ID token validation,
 #    userinfo, mapping, provisioning transaction, session) on SQLite and PostgreSQL, first
 #    logins (account created) and repeat logins (account updated), against oidc-provider;
+#  - the SAML ACS in-process, stage by stage (examples/saml_acs_bench: verify, mapping,
+#    provisioning, session; thread CPU medians; SQLite and PostgreSQL);
 #  - the same for SP-initiated SAML logins (signed AuthnRequest; ACS: XML signature check
 #    with libxmlsec1, mapping, provisioning, session) against the samlp IdP, with signed
 #    and with signed+encrypted assertions;
@@ -22,7 +24,7 @@ apt_install wrk python3 openssl
 (cd tests/harness/oidc-provider && npm ci --silent --no-audit --no-fund >/dev/null)
 bash tests/harness/saml-idp/setup.sh
 log "building release binaries"
-cargo build --release --locked --bin jitbridge --example plain_actix --example verify_server --example login_driver --example saml_login_driver --example sweep_bench
+cargo build --release --locked --bin jitbridge --example plain_actix --example verify_server --example login_driver --example saml_login_driver --example saml_acs_bench --example sweep_bench
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -70,5 +72,21 @@ sweep_bench() {
         "${ROUNDS:-3}" "case" "wall" "peak RSS" "$SWEEP_SUMMARY"
 }
 sweep_bench
+
+# The SAML ACS in-process, stage by stage (examples/saml_acs_bench): thread CPU medians of
+# LOGINS first and LOGINS repeat logins, SQLite and PostgreSQL, signed and signed+encrypted.
+acs_bench() {
+    local pg="${JB_TEST_PG:-postgres://postgres@127.0.0.1:5432}" db="jb_acs_bench_$$" enc
+    log "SAML ACS in-process: parse + verify + map + provision + session"
+    for enc in "" encrypt; do
+        rm -f /tmp/jb-acs-bench.db /tmp/jb-acs-bench.db-*
+        "$CARGO_TARGET_DIR/release/examples/saml_acs_bench" sqlite:///tmp/jb-acs-bench.db "${LOGINS:-200}" $enc
+        rm -f /tmp/jb-acs-bench.db /tmp/jb-acs-bench.db-*
+        psql "$pg/test" -qc "CREATE DATABASE $db"
+        "$CARGO_TARGET_DIR/release/examples/saml_acs_bench" "$pg/$db" "${LOGINS:-200}" $enc
+        psql "$pg/test" -qc "DROP DATABASE $db WITH (FORCE)"
+    done
+}
+if [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *,saml,* ]]; then acs_bench; fi
 
 exec python3 bench/bench.py "$CARGO_TARGET_DIR/release"

@@ -14,7 +14,8 @@ use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
 use samael::traits::ToXml;
 use url::Url;
 
-/// The IdP as its metadata describes it, with samael's service providers built for it.
+/// The IdP as its metadata describes it: endpoints, signing keys (loaded once) and samael's
+/// service provider for building AuthnRequests.
 pub struct IdpView {
     pub entity_id: String,
     pub sso_redirect: Url,
@@ -82,7 +83,8 @@ impl IdpView {
             .idp_signing_certs()
             .map_err(|e| anyhow::anyhow!("the IdP metadata has an unreadable certificate: {e}"))?
             .unwrap_or_default();
-        // samael would accept unsigned responses from an IdP without a signing certificate.
+        // Without a signing certificate no response could ever be verified: refuse at start
+        // (samael itself would accept unsigned responses from such an IdP).
         if der.is_empty() {
             bail!("the IdP metadata has no signing certificate, so no response could be verified");
         }

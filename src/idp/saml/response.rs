@@ -120,7 +120,7 @@ pub(super) fn verify(
             if !preflight::root_is_protocol_response(&doc) {
                 return Err(SamlError::BadSignature);
             }
-            let r: Response = doc.parse().map_err(unreadable)?;
+            let r: Response = parse_verified(&doc)?;
             validate::response(&r, &expect)?;
             let a = r
                 .assertion
@@ -131,7 +131,7 @@ pub(super) fn verify(
             if !preflight::root_is(&doc, preflight::ASSERTION_NS, b"Assertion") {
                 return Err(SamlError::BadSignature);
             }
-            (doc.parse::<Assertion>().map_err(unreadable)?, seen_id)
+            (parse_verified::<Assertion>(&doc)?, seen_id)
         }
     };
     // The assertion processed must be the one the scan saw (and judged signed).
@@ -176,6 +176,123 @@ fn require_signatures(
 
 fn unreadable(e: impl std::fmt::Display) -> SamlError {
     SamlError::Invalid(format!("it cannot be read ({e})"))
+}
+
+/// Parses verified content with samael's schema. That schema reads an AttributeValue as text
+/// only, so a value holding XML, such as eduPersonTargetedID's NameID (eduPerson; SAML V2.0
+/// attribute profiles), would make the whole assertion unreadable: on that failure such values
+/// are turned into text ([`flatten_xml_attribute_values`]) and the content is parsed again.
+fn parse_verified<T>(doc: &str) -> Result<T, SamlError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match doc.parse::<T>() {
+        Ok(v) => Ok(v),
+        Err(first) => match flatten_xml_attribute_values(doc) {
+            Some(flat) => flat.parse::<T>().map_err(unreadable),
+            None => Err(unreadable(first)),
+        },
+    }
+}
+
+/// The document with every AttributeValue that holds elements replaced by text: a single
+/// `saml:NameID` as `NameQualifier!SPNameQualifier!value` (the form Shibboleth gives
+/// eduPersonTargetedID), anything else as its text content. `None` when no value holds
+/// elements (or the document cannot be read), so that the original error stands.
+fn flatten_xml_attribute_values(xml: &str) -> Option<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::reader::NsReader::from_str(xml);
+    // (content start, nesting depth of the value, elements seen, NameID seen, text)
+    struct Value {
+        start: usize,
+        depth: usize,
+        elements: usize,
+        name_id: Option<String>,
+        text: String,
+    }
+    let is_saml = |ns: &quick_xml::name::ResolveResult<'_>| matches!(ns, quick_xml::name::ResolveResult::Bound(n) if n.as_ref() == preflight::ASSERTION_NS);
+    let mut depth = 0usize;
+    let mut current: Option<Value> = None;
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    loop {
+        let before = reader.buffer_position() as usize;
+        let (ns, ev) = reader.read_resolved_event().ok()?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                if let Some(v) = current.as_mut() {
+                    v.elements += 1;
+                    if v.elements == 1 && is_saml(&ns) && e.local_name().as_ref() == b"NameID" {
+                        let q = |n: &[u8]| preflight::attr(e, n).unwrap_or_default();
+                        v.name_id = Some(format!(
+                            "{}!{}!",
+                            q(b"NameQualifier"),
+                            q(b"SPNameQualifier")
+                        ));
+                    }
+                } else if !empty && is_saml(&ns) && e.local_name().as_ref() == b"AttributeValue" {
+                    current = Some(Value {
+                        start: reader.buffer_position() as usize,
+                        depth,
+                        elements: 0,
+                        name_id: None,
+                        text: String::new(),
+                    });
+                }
+                if !empty {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => {
+                depth = depth.checked_sub(1)?;
+                if current.as_ref().is_some_and(|v| v.depth == depth) {
+                    let v = current.take()?;
+                    if v.elements > 0 {
+                        let text = match (v.elements, v.name_id) {
+                            (1, Some(prefix)) => format!("{prefix}{}", v.text.trim()),
+                            _ => v.text.trim().to_string(),
+                        };
+                        edits.push((v.start, before, text));
+                    }
+                }
+            }
+            Event::Text(ref t) => {
+                if let Some(v) = current.as_mut() {
+                    v.text
+                        .push_str(&t.xml_content(quick_xml::XmlVersion::Implicit1_0).ok()?);
+                }
+            }
+            Event::GeneralRef(ref r) => {
+                if let Some(v) = current.as_mut() {
+                    let c = r
+                        .resolve_char_ref()
+                        .ok()
+                        .flatten()
+                        .map(String::from)
+                        .or_else(|| {
+                            quick_xml::escape::resolve_predefined_entity(&r.decode().ok()?)
+                                .map(str::to_string)
+                        })?;
+                    v.text.push_str(&c);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(xml.len());
+    let mut at = 0;
+    for (s, e, text) in edits {
+        out.push_str(&xml[at..s]);
+        out.push_str(&quick_xml::escape::escape(&text));
+        at = e;
+    }
+    out.push_str(&xml[at..]);
+    Some(out)
 }
 
 pub(super) fn short_status(s: &str) -> String {
@@ -364,6 +481,33 @@ idp_metadata_file = "/dev/null"
         assert_eq!(by_attr.subject, "g-1");
         assert!(build(&cfg(SamlSubject::Attribute("groups".into())), &a).is_err());
         assert!(build(&cfg(SamlSubject::Attribute("missing".into())), &a).is_err());
+    }
+
+    #[test]
+    fn an_attribute_value_holding_a_name_id_becomes_text_instead_of_failing_the_login() {
+        let xml = ASSERTION.replace(
+            r#"<saml:Attribute Name="objectGUID">"#,
+            r#"<saml:Attribute Name="urn:oid:1.3.6.1.4.1.5923.1.1.1.10" FriendlyName="eduPersonTargetedID"><saml:AttributeValue><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent" NameQualifier="https://idp.example.org" SPNameQualifier="https://sp.example.com">x&amp;1</saml:NameID></saml:AttributeValue></saml:Attribute><saml:Attribute Name="note"><saml:AttributeValue><b>bold</b> text</saml:AttributeValue></saml:Attribute><saml:Attribute Name="objectGUID">"#,
+        );
+        assert!(
+            xml.parse::<Assertion>().is_err(),
+            "samael alone cannot read it"
+        );
+        let a: Assertion = parse_verified(&xml).unwrap();
+        let v = build(
+            &cfg(SamlSubject::Attribute("eduPersonTargetedID".into())),
+            &a,
+        )
+        .unwrap();
+        assert_eq!(
+            v.subject,
+            "https://idp.example.org!https://sp.example.com!x&1"
+        );
+        assert_eq!(v.claims["note"], "bold text");
+        // The plain values are untouched.
+        assert_eq!(v.claims["groups"], serde_json::json!(["a", "b"]));
+        assert_eq!(v.claims["objectGUID"], "g-1");
+        assert!(flatten_xml_attribute_values(ASSERTION).is_none());
     }
 
     #[test]
