@@ -63,7 +63,7 @@ impl MemoryStore {
             .entry(record.account.id.clone())
             .or_default()
             .insert(key.to_string());
-        if let Some(idp) = record.idp_key() {
+        for idp in record.idp_keys() {
             inner.by_idp.entry(idp).or_default().insert(key.to_string());
         }
         inner.sessions.insert(
@@ -205,7 +205,7 @@ fn remove_locked(inner: &mut Inner, key: &str) {
         }
     };
     unindex(&mut inner.by_account, &e.record.account.id);
-    if let Some(idp) = e.record.idp_key() {
+    for idp in e.record.idp_keys() {
         unindex(&mut inner.by_idp, &idp);
     }
 }

@@ -89,16 +89,29 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// The key of the IdP session this session belongs to, if the IdP named one.
-    pub fn idp_key(&self) -> Option<String> {
-        self.idp_session
+    /// The index keys an IdP can end this session by: its IdP session (OIDC `sid`, SAML
+    /// SessionIndex) and, for SAML, the NameID it was established with (a LogoutRequest
+    /// without SessionIndex names only the NameID).
+    pub fn idp_keys(&self) -> impl Iterator<Item = String> + '_ {
+        let by_session = self
+            .idp_session
             .as_deref()
-            .map(|sid| idp_key(&self.connection, sid))
+            .map(|sid| idp_key(&self.connection, sid));
+        let by_name_id = self
+            .name_id
+            .as_ref()
+            .map(|n| name_id_key(&self.connection, &n.value));
+        by_session.into_iter().chain(by_name_id)
     }
 }
 
 fn idp_key(connection: &str, sid: &str) -> String {
     hash_key(&format!("{connection}\u{0}{sid}"))
+}
+
+/// Distinct from every [`idp_key`]: a NameID value can never be taken for a session id.
+fn name_id_key(connection: &str, name_id: &str) -> String {
+    hash_key(&format!("{connection}\u{0}\u{1}name-id\u{0}{name_id}"))
 }
 
 /// A login between `/login` and the callback (OIDC) or the ACS (SAML).
@@ -202,6 +215,16 @@ impl SessionStore {
         sid: &str,
     ) -> Result<usize, SessionError> {
         dispatch!(self, s => s.revoke_idp_session(&idp_key(connection, sid)).await)
+    }
+
+    /// Ends every session of the connection that was established with this SAML NameID;
+    /// returns how many there were.
+    pub async fn revoke_name_id(
+        &self,
+        connection: &str,
+        name_id: &str,
+    ) -> Result<usize, SessionError> {
+        dispatch!(self, s => s.revoke_idp_session(&name_id_key(connection, name_id)).await)
     }
 
     pub async fn put_login(

@@ -72,7 +72,7 @@ impl RedisStore {
             .ignore()
             .expire(&account_key, absolute)
             .ignore();
-        if let Some(idp) = record.idp_key() {
+        for idp in record.idp_keys() {
             let idp_key = self.key("i", &idp);
             pipe.sadd(&idp_key, key)
                 .ignore()

@@ -291,13 +291,23 @@ async fn slo_inner(
         .name_id
         .clone()
         .ok_or_else(|| bad("it names no NameID"))?;
-    // SessionIndex names the IdP sessions to end; without one, every session of the person.
+    // SessionIndex names the IdP sessions to end; without one, every session established
+    // with the NameID (and, when the NameID is the subject, every session of its account).
     let subject = match &cfg.subject {
         crate::config::SamlSubject::NameId => Some(name_id.value.clone()),
         crate::config::SamlSubject::Attribute(_) => None,
     };
     let revoked = if lr.session_indexes.is_empty() {
-        super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref()).await
+        match state
+            .sessions
+            .revoke_name_id(p.name(), &name_id.value)
+            .await
+        {
+            Ok(n) => super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref())
+                .await
+                .map(|m| n + m),
+            Err(e) => Err(e),
+        }
     } else {
         let mut n = 0;
         for si in &lr.session_indexes {

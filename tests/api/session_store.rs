@@ -178,3 +178,45 @@ async fn an_unreachable_redis_is_an_error_not_an_empty_answer() {
     let r = SessionStore::redis("redis://127.0.0.1:1", "x:", timeouts(60)).await;
     assert!(r.is_err());
 }
+
+/// A SAML LogoutRequest without SessionIndex names only the NameID: the sessions established
+/// with it end, whatever the account's subject is, and only those.
+#[tokio::test]
+async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
+    use jitbridge::idp::saml::logout::NameId;
+    let with = |value: &str| SessionRecord {
+        name_id: Some(NameId {
+            value: value.into(),
+            format: None,
+        }),
+        idp_session: None,
+        ..record("acc-n")
+    };
+    for (name, s) in stores(600).await {
+        let alice = [
+            s.create(with("alice@example.com")).await.unwrap(),
+            s.create(with("alice@example.com")).await.unwrap(),
+        ];
+        let bob = s.create(with("bob@example.com")).await.unwrap();
+        assert_eq!(
+            s.revoke_name_id("other-connection", "alice@example.com")
+                .await
+                .unwrap(),
+            0,
+            "{name}: another connection's NameID is another person"
+        );
+        assert_eq!(
+            s.revoke_name_id("c", "alice@example.com").await.unwrap(),
+            2,
+            "{name}"
+        );
+        for id in &alice {
+            assert_eq!(s.get(id).await.unwrap(), None, "{name}");
+        }
+        assert!(s.get(&bob).await.unwrap().is_some(), "{name}");
+        // A NameID that happens to equal a session id is still a NameID.
+        let by_sid = s.create(record("acc-s")).await.unwrap();
+        assert_eq!(s.revoke_name_id("c", "sid-1").await.unwrap(), 0, "{name}");
+        assert!(s.get(&by_sid).await.unwrap().is_some(), "{name}");
+    }
+}
