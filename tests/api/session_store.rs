@@ -187,7 +187,7 @@ async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
     let with = |value: &str| SessionRecord {
         name_id: Some(NameId {
             value: value.into(),
-            format: None,
+            ..NameId::default()
         }),
         idp_session: None,
         ..record("acc-n")

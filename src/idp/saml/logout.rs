@@ -13,11 +13,17 @@ pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 pub const STATUS_RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
 pub const STATUS_REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
 
-/// The NameID a session was established with, echoed in our LogoutRequest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The NameID a session was established with, echoed in our LogoutRequest with its
+/// qualifiers (core 3.7.1: the IdP matches the whole identifier, and Shibboleth and ADFS refuse
+/// a LogoutRequest whose NameID lost its SPNameQualifier).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NameId {
     pub value: String,
     pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_qualifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp_name_qualifier: Option<String>,
 }
 
 fn now() -> String {
@@ -73,13 +79,15 @@ pub fn logout_request_xml(
             destination,
         )))?;
         text_element(w, "saml:Issuer", &[], issuer)?;
-        let fmt: Vec<(&str, &str)> = name_id
-            .format
-            .as_deref()
-            .map(|f| ("Format", f))
-            .into_iter()
-            .collect();
-        text_element(w, "saml:NameID", &fmt, &name_id.value)?;
+        let attrs: Vec<(&str, &str)> = [
+            ("NameQualifier", &name_id.name_qualifier),
+            ("SPNameQualifier", &name_id.sp_name_qualifier),
+            ("Format", &name_id.format),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect();
+        text_element(w, "saml:NameID", &attrs, &name_id.value)?;
         if let Some(si) = session_index {
             text_element(w, "samlp:SessionIndex", &[], si)?;
         }
@@ -165,10 +173,11 @@ pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> 
                     let which = match local.as_ref() {
                         b"Issuer" if is(ASSERTION_NS) => Some("issuer"),
                         b"NameID" if is(ASSERTION_NS) => {
-                            let format = preflight::attr(e, b"Format");
                             msg.name_id = Some(NameId {
                                 value: String::new(),
-                                format,
+                                format: preflight::attr(e, b"Format"),
+                                name_qualifier: preflight::attr(e, b"NameQualifier"),
+                                sp_name_qualifier: preflight::attr(e, b"SPNameQualifier"),
                             });
                             Some("name_id")
                         }
@@ -231,6 +240,8 @@ mod tests {
         let n = NameId {
             value: "alice&bob@example.com".into(),
             format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into()),
+            name_qualifier: Some("https://idp.example.org".into()),
+            sp_name_qualifier: Some("https://sp.example.com/metadata".into()),
         };
         let xml = logout_request_xml("id1", "https://sp", "https://idp/slo", &n, Some("s<1>"));
         let m = parse(&xml, "LogoutRequest").unwrap();

@@ -115,7 +115,7 @@ pub(super) fn verify(
         request_id: expected_request,
         now: chrono::Utc::now(),
     };
-    let (assertion, seen_id) = match signed {
+    let (assertion, seen_id, content) = match signed {
         Signed::Response(doc, seen_id) => {
             if !preflight::root_is_protocol_response(&doc) {
                 return Err(SamlError::BadSignature);
@@ -125,13 +125,13 @@ pub(super) fn verify(
             let a = r
                 .assertion
                 .ok_or_else(|| SamlError::Invalid("the response carries no assertion".into()))?;
-            (a, seen_id)
+            (a, seen_id, doc)
         }
         Signed::Assertion(doc, seen_id) => {
             if !preflight::root_is(&doc, preflight::ASSERTION_NS, b"Assertion") {
                 return Err(SamlError::BadSignature);
             }
-            (parse_verified::<Assertion>(&doc)?, seen_id)
+            (parse_verified::<Assertion>(&doc)?, seen_id, doc)
         }
     };
     // The assertion processed must be the one the scan saw (and judged signed).
@@ -141,7 +141,45 @@ pub(super) fn verify(
         ));
     }
     validate::assertion(&assertion, &expect)?;
-    build(cfg, &assertion)
+    let mut verified = build(cfg, &assertion)?;
+    if let Some(n) = verified.name_id.as_mut() {
+        // samael's schema drops the NameID's qualifiers; our LogoutRequest must echo them.
+        (n.name_qualifier, n.sp_name_qualifier) = subject_name_id_qualifiers(&content);
+    }
+    Ok(verified)
+}
+
+/// NameQualifier and SPNameQualifier of the assertion's `Subject/NameID` in verified content.
+fn subject_name_id_qualifiers(xml: &str) -> (Option<String>, Option<String>) {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::reader::NsReader::from_str(xml);
+    let mut parent_is_subject = Vec::new();
+    loop {
+        let (ns, ev) = match reader.read_resolved_event() {
+            Ok(x) => x,
+            Err(_) => return (None, None),
+        };
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let saml = matches!(ns, quick_xml::name::ResolveResult::Bound(n) if n.as_ref() == preflight::ASSERTION_NS);
+                let local = e.local_name();
+                if saml && local.as_ref() == b"NameID" && parent_is_subject.last() == Some(&true) {
+                    return (
+                        preflight::attr(e, b"NameQualifier"),
+                        preflight::attr(e, b"SPNameQualifier"),
+                    );
+                }
+                if matches!(ev, Event::Start(_)) {
+                    parent_is_subject.push(saml && local.as_ref() == b"Subject");
+                }
+            }
+            Event::End(_) => {
+                parent_is_subject.pop();
+            }
+            Event::Eof => return (None, None),
+            _ => {}
+        }
+    }
 }
 
 /// The verified content that goes on, with the assertion ID the untrusted scan saw.
@@ -336,6 +374,7 @@ fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError>
         .map(|n| super::logout::NameId {
             value: n.value.trim().to_string(),
             format: n.format.clone(),
+            ..Default::default()
         });
     if let Some(n) = &name_id {
         claims.insert("name_id".into(), Value::String(n.value.clone()));
@@ -508,6 +547,25 @@ idp_metadata_file = "/dev/null"
         assert_eq!(v.claims["groups"], serde_json::json!(["a", "b"]));
         assert_eq!(v.claims["objectGUID"], "g-1");
         assert!(flatten_xml_attribute_values(ASSERTION).is_none());
+    }
+
+    #[test]
+    fn the_subject_name_id_qualifiers_are_read_from_the_subject_only() {
+        let xml = ASSERTION.replace(
+            r#"<saml:NameID Format="FMT">"#,
+            r#"<saml:NameID Format="FMT" NameQualifier="https://idp" SPNameQualifier="https://sp">"#,
+        );
+        assert_eq!(
+            subject_name_id_qualifiers(&xml),
+            (Some("https://idp".into()), Some("https://sp".into()))
+        );
+        assert_eq!(subject_name_id_qualifiers(ASSERTION), (None, None));
+        // A NameID elsewhere (an attribute value) is not the subject's.
+        let elsewhere = ASSERTION.replace(
+            r#"<saml:AttributeValue>g-1</saml:AttributeValue>"#,
+            r#"<saml:AttributeValue><saml:NameID NameQualifier="x">g</saml:NameID></saml:AttributeValue>"#,
+        );
+        assert_eq!(subject_name_id_qualifiers(&elsewhere), (None, None));
     }
 
     #[test]
