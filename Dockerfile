@@ -28,7 +28,8 @@ WORKDIR /build
 
 # 1. Dependencies only: build the locked dependency graph against placeholder sources, so this
 #    layer stays cached until Cargo.toml or Cargo.lock change.
-COPY Cargo.toml Cargo.lock ./
+# build.rs generates the libxmlsec1 bindings (bindgen, libclang) for src/idp/saml/dsig.
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
