@@ -76,9 +76,18 @@ pub fn decode_post(value: &str, max_bytes: usize) -> Result<String, PreflightErr
     if value.len() > max_bytes / 3 * 4 + 4 {
         return Err(PreflightError::TooLarge);
     }
-    let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    // Line breaks are common (76-column base64); copy only when there are any.
+    let compact: std::borrow::Cow<'_, [u8]> = if value.bytes().any(|b| b.is_ascii_whitespace()) {
+        value
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        value.as_bytes().into()
+    };
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(compact.as_bytes())
+        .decode(&compact)
         .map_err(|_| PreflightError::NotBase64)?;
     String::from_utf8(bytes).map_err(|_| PreflightError::NotUtf8)
 }

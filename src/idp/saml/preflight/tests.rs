@@ -139,6 +139,16 @@ fn decoding_respects_the_size_limit_and_bounds_deflate_bombs() {
     let b64 = base64::engine::general_purpose::STANDARD.encode("x".repeat(10_000));
     assert_eq!(decode_post(&b64, 4096), Err(PreflightError::TooLarge));
     assert_eq!(decode_post("!!!", 4096), Err(PreflightError::NotBase64));
+    // Line-wrapped base64, as many IdPs post it, decodes the same as unwrapped.
+    let text = "<samlp:Response/>".repeat(20);
+    let flat = base64::engine::general_purpose::STANDARD.encode(&text);
+    let wrapped: String = flat
+        .as_bytes()
+        .chunks(76)
+        .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+        .collect();
+    assert_eq!(decode_post(&flat, 4096).as_deref(), Ok(text.as_str()));
+    assert_eq!(decode_post(&wrapped, 4096).as_deref(), Ok(text.as_str()));
     let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut enc, &vec![b'a'; 50_000_000]).unwrap();
     let bomb = base64::engine::general_purpose::STANDARD.encode(enc.finish().unwrap());
