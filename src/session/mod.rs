@@ -101,7 +101,11 @@ impl SessionRecord {
             .name_id
             .as_ref()
             .map(|n| name_id_key(&self.connection, &n.value));
-        by_session.into_iter().chain(by_name_id)
+        let by_both = match (&self.name_id, &self.idp_session) {
+            (Some(n), Some(sid)) => Some(saml_session_key(&self.connection, sid, &n.value)),
+            _ => None,
+        };
+        by_session.into_iter().chain(by_name_id).chain(by_both)
     }
 }
 
@@ -112,6 +116,13 @@ fn idp_key(connection: &str, sid: &str) -> String {
 /// Distinct from every [`idp_key`]: a NameID value can never be taken for a session id.
 fn name_id_key(connection: &str, name_id: &str) -> String {
     hash_key(&format!("{connection}\u{0}\u{1}name-id\u{0}{name_id}"))
+}
+
+/// A SAML session as a LogoutRequest names it: SessionIndex and NameID together.
+fn saml_session_key(connection: &str, session_index: &str, name_id: &str) -> String {
+    hash_key(&format!(
+        "{connection}\u{0}\u{2}saml-session\u{0}{session_index}\u{0}{name_id}"
+    ))
 }
 
 /// A login between `/login` and the callback (OIDC) or the ACS (SAML).
@@ -215,6 +226,18 @@ impl SessionStore {
         sid: &str,
     ) -> Result<usize, SessionError> {
         dispatch!(self, s => s.revoke_idp_session(&idp_key(connection, sid)).await)
+    }
+
+    /// Ends the sessions of the connection established with this SAML SessionIndex and this
+    /// NameID (a LogoutRequest names both, core 3.7.3.2); returns how many there were.
+    pub async fn revoke_saml_session(
+        &self,
+        connection: &str,
+        session_index: &str,
+        name_id: &str,
+    ) -> Result<usize, SessionError> {
+        let key = saml_session_key(connection, session_index, name_id);
+        dispatch!(self, s => s.revoke_idp_session(&key).await)
     }
 
     /// Ends every session of the connection that was established with this SAML NameID;

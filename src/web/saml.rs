@@ -309,9 +309,14 @@ async fn slo_inner(
             Err(e) => Err(e),
         }
     } else {
+        // Only the sessions of this NameID with these indexes (core 3.7.3.2): a SessionIndex
+        // that belongs to somebody else ends nothing.
         let mut n = 0;
         for si in &lr.session_indexes {
-            n += super::backchannel::revoke_for_idp(state, p.name(), Some(si), None).await?;
+            n += state
+                .sessions
+                .revoke_saml_session(p.name(), si, &name_id.value)
+                .await?;
         }
         Ok(n)
     };

@@ -220,3 +220,38 @@ async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
         assert!(s.get(&by_sid).await.unwrap().is_some(), "{name}");
     }
 }
+
+/// A LogoutRequest names a SessionIndex and a NameID: only a session with both ends.
+#[tokio::test]
+async fn a_saml_session_ends_only_for_its_session_index_and_name_id_together() {
+    use jitbridge::idp::saml::logout::NameId;
+    let with = |value: &str, sid: &str| SessionRecord {
+        name_id: Some(NameId {
+            value: value.into(),
+            ..NameId::default()
+        }),
+        idp_session: Some(sid.into()),
+        ..record("acc-x")
+    };
+    for (name, s) in stores(600).await {
+        let alice = s.create(with("alice@example.com", "_s1")).await.unwrap();
+        let bob = s.create(with("bob@example.com", "_s2")).await.unwrap();
+        assert_eq!(
+            s.revoke_saml_session("c", "_s2", "alice@example.com")
+                .await
+                .unwrap(),
+            0,
+            "{name}: bob's SessionIndex with alice's NameID ends nothing"
+        );
+        assert!(s.get(&bob).await.unwrap().is_some(), "{name}");
+        assert_eq!(
+            s.revoke_saml_session("c", "_s1", "alice@example.com")
+                .await
+                .unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(s.get(&alice).await.unwrap(), None, "{name}");
+        assert!(s.get(&bob).await.unwrap().is_some(), "{name}");
+    }
+}
