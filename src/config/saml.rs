@@ -36,6 +36,12 @@ pub enum SamlSubject {
 pub struct SamlConfig {
     pub idp_metadata: MetadataSource,
     pub metadata_refresh: Duration,
+    /// Who signs the metadata (a federation's signing certificates): when set, metadata whose
+    /// signature does not verify with one of them is refused.
+    pub metadata_signers: Vec<openssl::x509::X509>,
+    /// The IdP's entityID: selects it from an aggregate (EntitiesDescriptor), and must match a
+    /// single EntityDescriptor.
+    pub idp_entity_id: Option<String>,
     /// Our entityID (the Audience the IdP must name).
     pub entity_id: String,
     pub metadata_url: Url,
@@ -63,6 +69,8 @@ pub(super) struct RawSaml {
     pub idp_metadata_url: Option<String>,
     pub idp_metadata_file: Option<String>,
     pub idp_metadata_refresh: Option<String>,
+    pub idp_metadata_certificate: Option<SecretSource>,
+    pub idp_entity_id: Option<String>,
     pub entity_id: Option<String>,
     pub sp_private_key: Option<SecretSource>,
     pub sp_certificate: Option<SecretSource>,
@@ -154,6 +162,33 @@ pub(super) fn validate(
         raw.idp_metadata_refresh.as_deref(),
         Duration::from_secs(3600),
     );
+    let metadata_signers = match raw
+        .idp_metadata_certificate
+        .as_ref()
+        .and_then(|s| c.secret(&format!("{key}.idp_metadata_certificate"), s))
+    {
+        None => Vec::new(),
+        Some(pem) => match openssl::x509::X509::stack_from_pem(pem.expose().as_bytes()) {
+            Ok(certs) if !certs.is_empty() => certs,
+            _ => {
+                c.push(
+                    format!("{key}.idp_metadata_certificate"),
+                    None,
+                    "holds no PEM certificate",
+                    "point it at the PEM file of the certificate(s) that sign the metadata, e.g. { file = \"/etc/jitbridge/federation.pem\" }",
+                );
+                Vec::new()
+            }
+        },
+    };
+    if raw.idp_entity_id.as_deref() == Some("") {
+        c.push(
+            format!("{key}.idp_entity_id"),
+            Some(""),
+            "is empty",
+            "write the IdP's entityID, or remove the key",
+        );
+    }
     let metadata_url = endpoint("metadata");
     let entity_id = raw
         .entity_id
@@ -276,6 +311,8 @@ pub(super) fn validate(
     Some(SamlConfig {
         idp_metadata: idp_metadata?,
         metadata_refresh,
+        metadata_signers,
+        idp_entity_id: raw.idp_entity_id.filter(|e| !e.is_empty()),
         entity_id,
         metadata_url,
         acs_url: endpoint("acs"),

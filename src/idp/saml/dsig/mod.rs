@@ -359,4 +359,4 @@ fn select(mut predigests: Vec<String>) -> Result<String, DsigError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -12,7 +12,8 @@ const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const XSLT: &str = "http://www.w3.org/TR/1999/REC-xslt-19991116";
 
-fn keypair() -> (PKey<Private>, X509) {
+/// A throwaway RSA key with a self-signed certificate (also used by the metadata tests).
+pub(in crate::idp::saml) fn keypair() -> (PKey<Private>, X509) {
     use openssl::{asn1::Asn1Time, hash::MessageDigest, rsa::Rsa, x509::X509Name};
     let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
     let mut name = X509Name::builder().unwrap();
