@@ -197,4 +197,17 @@ fn saml_mistakes_name_the_key_and_the_fix() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("must be an https URL"), "{err}");
+    let err = load(
+        &format!("{SAML}idp_metadata_certificate = \"not a certificate\"\nidp_entity_id = \"\"\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "connection[corp].saml.idp_metadata_certificate",
+        "holds no PEM certificate",
+        "connection[corp].saml.idp_entity_id",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
 }
