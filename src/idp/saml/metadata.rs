@@ -254,12 +254,7 @@ mod tests {
     const IDP: &str = "https://idp.example.org/idp";
 
     fn cfg(extra: &str) -> SamlConfig {
-        let toml = format!(
-            "[server]\npublic_url = \"https://sp.example.com\"\n[[connection]]\nname = \"c\"\nkind = \"saml\"\n[connection.saml]\nidp_metadata_file = \"/dev/null\"\n{extra}"
-        );
-        let c = crate::config::Config::from_toml_and_env("t", &toml, std::iter::empty())
-            .unwrap_or_else(|e| panic!("{e}"));
-        c.connections[0].saml().unwrap().clone()
+        crate::idp::saml::test_config(extra)
     }
 
     fn b64(c: &X509) -> String {

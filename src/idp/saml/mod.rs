@@ -278,3 +278,15 @@ pub fn new_message_id() -> String {
     }
     s
 }
+
+/// A SAML connection's settings for unit tests: `https://sp.example.com`, connection `c`, the
+/// defaults, plus `extra` lines in `[connection.saml]`.
+#[cfg(test)]
+pub(crate) fn test_config(extra: &str) -> SamlConfig {
+    let toml = format!(
+        "[server]\npublic_url = \"https://sp.example.com\"\n[[connection]]\nname = \"c\"\nkind = \"saml\"\n[connection.saml]\nidp_metadata_file = \"/dev/null\"\n{extra}"
+    );
+    let c = crate::config::Config::from_toml_and_env("t", &toml, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.connections[0].saml().expect("a SAML connection").clone()
+}

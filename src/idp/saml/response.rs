@@ -487,15 +487,7 @@ mod tests {
     use super::*;
 
     fn cfg(subject: SamlSubject) -> SamlConfig {
-        let toml = r#"
-[[connection]]
-name = "c"
-kind = "saml"
-[connection.saml]
-idp_metadata_file = "/dev/null"
-"#;
-        let c = crate::config::Config::from_toml_and_env("t", toml, std::iter::empty()).unwrap();
-        let mut s = c.connections[0].saml().unwrap().clone();
+        let mut s = super::super::test_config("");
         s.subject = subject;
         s
     }

@@ -173,9 +173,7 @@ mod tests {
     const IDP: &str = "https://idp.example.com";
 
     fn cfg() -> SamlConfig {
-        let toml = "[server]\npublic_url = \"https://sp.example.com\"\n[[connection]]\nname = \"c\"\nkind = \"saml\"\n[connection.saml]\nidp_metadata_file = \"/dev/null\"\n";
-        let c = crate::config::Config::from_toml_and_env("t", toml, std::iter::empty()).unwrap();
-        c.connections[0].saml().unwrap().clone()
+        super::super::test_config("")
     }
 
     fn at(t: DateTime<Utc>) -> String {
