@@ -89,23 +89,18 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// The index keys an IdP can end this session by: its IdP session (OIDC `sid`, SAML
-    /// SessionIndex) and, for SAML, the NameID it was established with (a LogoutRequest
-    /// without SessionIndex names only the NameID).
-    pub fn idp_keys(&self) -> impl Iterator<Item = String> + '_ {
-        let by_session = self
-            .idp_session
-            .as_deref()
-            .map(|sid| idp_key(&self.connection, sid));
-        let by_name_id = self
-            .name_id
-            .as_ref()
-            .map(|n| name_id_key(&self.connection, &n.value));
-        let by_both = match (&self.name_id, &self.idp_session) {
-            (Some(n), Some(sid)) => Some(saml_session_key(&self.connection, sid, &n.value)),
-            _ => None,
-        };
-        by_session.into_iter().chain(by_name_id).chain(by_both)
+    /// The index keys an IdP can end this session by: an OIDC session by its `sid`; a SAML
+    /// session (it has a NameID) by its NameID, and by SessionIndex and NameID together, as a
+    /// LogoutRequest names them.
+    pub fn idp_keys(&self) -> Vec<String> {
+        let c = &self.connection;
+        match (&self.name_id, self.idp_session.as_deref()) {
+            (None, sid) => sid.map(|sid| idp_key(c, sid)).into_iter().collect(),
+            (Some(n), None) => vec![name_id_key(c, &n.value)],
+            (Some(n), Some(sid)) => {
+                vec![name_id_key(c, &n.value), saml_session_key(c, sid, &n.value)]
+            }
+        }
     }
 }
 

@@ -298,16 +298,16 @@ async fn slo_inner(
         crate::config::SamlSubject::Attribute(_) => None,
     };
     let revoked = if lr.session_indexes.is_empty() {
-        match state
-            .sessions
-            .revoke_name_id(p.name(), &name_id.value)
-            .await
-        {
-            Ok(n) => super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref())
-                .await
-                .map(|m| n + m),
-            Err(e) => Err(e),
+        async {
+            let n = state
+                .sessions
+                .revoke_name_id(p.name(), &name_id.value)
+                .await?;
+            let m = super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref())
+                .await?;
+            Ok::<_, crate::session::SessionError>(n + m)
         }
+        .await
     } else {
         // Only the sessions of this NameID with these indexes (core 3.7.3.2): a SessionIndex
         // that belongs to somebody else ends nothing.

@@ -44,20 +44,16 @@ fn verify_metadata(text: &str, cfg: &SamlConfig) -> anyhow::Result<String> {
     })?;
     // The signed element must be the document's root: same name, same ID (a nested
     // aggregate has its own).
-    let root = |xml: &str| -> Option<(Vec<u8>, Option<String>)> {
-        use quick_xml::events::Event;
-        let mut r = quick_xml::reader::NsReader::from_str(xml);
-        loop {
-            match r.read_resolved_event().ok()? {
-                (ns, Event::Start(e) | Event::Empty(e)) => {
-                    let md = matches!(ns, quick_xml::name::ResolveResult::Bound(n) if n.as_ref() == METADATA_NS);
-                    let id = super::preflight::attr(&e, b"ID");
-                    return md.then(|| (e.local_name().as_ref().to_vec(), id));
-                }
-                (_, Event::Eof) => return None,
-                _ => {}
-            }
-        }
+    let root = |xml: &str| {
+        super::preflight::root_element(xml, |ns, e| {
+            super::preflight::is(ns, METADATA_NS).then(|| {
+                (
+                    e.local_name().as_ref().to_vec(),
+                    super::preflight::attr(e, b"ID"),
+                )
+            })
+        })
+        .flatten()
     };
     match (root(text), root(&verified)) {
         (Some(a), Some(b)) if a == b => Ok(verified),

@@ -160,7 +160,8 @@ pub(super) fn attr(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option
         })
 }
 
-fn is(ns: &ResolveResult<'_>, want: &[u8]) -> bool {
+/// True when a resolved name is bound to the namespace `want`.
+pub(super) fn is(ns: &ResolveResult<'_>, want: &[u8]) -> bool {
     matches!(ns, ResolveResult::Bound(n) if n.as_ref() == want)
 }
 
@@ -330,14 +331,20 @@ pub fn root_is_protocol_response(xml: &str) -> bool {
 
 /// True when the first element of `xml` has this namespace and local name.
 pub fn root_is(xml: &str, ns: &[u8], local: &[u8]) -> bool {
+    root_element(xml, |n, e| is(n, ns) && e.local_name().as_ref() == local).unwrap_or(false)
+}
+
+/// `f` applied to the first element of `xml`; `None` when there is none or it cannot be read.
+pub(super) fn root_element<T>(
+    xml: &str,
+    f: impl FnOnce(&ResolveResult<'_>, &quick_xml::events::BytesStart<'_>) -> T,
+) -> Option<T> {
     let mut reader = NsReader::from_str(xml);
     loop {
-        match reader.read_resolved_event() {
-            Ok((n, Event::Start(e) | Event::Empty(e))) => {
-                return is(&n, ns) && e.local_name().as_ref() == local;
-            }
-            Ok((_, Event::Eof)) | Err(_) => return false,
-            Ok(_) => {}
+        match reader.read_resolved_event().ok()? {
+            (n, Event::Start(e) | Event::Empty(e)) => return Some(f(&n, &e)),
+            (_, Event::Eof) => return None,
+            _ => {}
         }
     }
 }

@@ -161,7 +161,7 @@ fn subject_name_id_qualifiers(xml: &str) -> (Option<String>, Option<String>) {
         };
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
-                let saml = matches!(ns, quick_xml::name::ResolveResult::Bound(n) if n.as_ref() == preflight::ASSERTION_NS);
+                let saml = preflight::is(&ns, preflight::ASSERTION_NS);
                 let local = e.local_name();
                 if saml && local.as_ref() == b"NameID" && parent_is_subject.last() == Some(&true) {
                     return (
@@ -249,7 +249,8 @@ fn flatten_xml_attribute_values(xml: &str) -> Option<String> {
         name_id: Option<String>,
         text: String,
     }
-    let is_saml = |ns: &quick_xml::name::ResolveResult<'_>| matches!(ns, quick_xml::name::ResolveResult::Bound(n) if n.as_ref() == preflight::ASSERTION_NS);
+    let is_saml =
+        |ns: &quick_xml::name::ResolveResult<'_>| preflight::is(ns, preflight::ASSERTION_NS);
     let mut depth = 0usize;
     let mut current: Option<Value> = None;
     let mut edits: Vec<(usize, usize, String)> = Vec::new();

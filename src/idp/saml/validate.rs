@@ -129,20 +129,14 @@ fn bearer_confirmation(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> {
     let mut first = None;
     for c in bearers {
         let outcome = (|| {
-            let d = c.subject_confirmation_data.as_ref().ok_or_else(|| {
-                SamlError::Invalid("it has no usable bearer SubjectConfirmation".into())
-            })?;
+            let d = c.subject_confirmation_data.as_ref().ok_or_else(no_bearer)?;
             if d.not_before.is_some_and(|t| now < t - skew) {
                 return Err(SamlError::Invalid("it is not valid yet".into()));
             }
             match d.not_on_or_after {
                 Some(t) if t + skew > now => {}
                 Some(_) => return Err(SamlError::Invalid("it has expired".into())),
-                None => {
-                    return Err(SamlError::Invalid(
-                        "it has no usable bearer SubjectConfirmation".into(),
-                    ));
-                }
+                None => return Err(no_bearer()),
             }
             if d.recipient.as_deref() != Some(e.cfg.acs_url.as_str()) {
                 return Err(SamlError::Invalid(
@@ -161,9 +155,11 @@ fn bearer_confirmation(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> {
             }
         }
     }
-    Err(first.unwrap_or_else(|| {
-        SamlError::Invalid("it has no usable bearer SubjectConfirmation".into())
-    }))
+    Err(first.unwrap_or_else(no_bearer))
+}
+
+fn no_bearer() -> SamlError {
+    SamlError::Invalid("it has no usable bearer SubjectConfirmation".into())
 }
 
 #[cfg(test)]
