@@ -2,6 +2,7 @@
 //! started on loopback for each test, with keys generated per test.
 
 mod attacks;
+mod decoys;
 mod login;
 mod logout;
 mod metadata;
