@@ -56,6 +56,10 @@ pub struct SamlConfig {
     pub signature_algorithms: Vec<AllowedSignatureAlgorithm>,
     pub clock_skew: Duration,
     pub allow_idp_initiated: bool,
+    /// Decrypt AES-CBC content even when no verified Response signature covers the ciphertext
+    /// (an IdP that signs only inside the encryption and cannot use AES-GCM). Off by default:
+    /// unauthenticated CBC is a padding oracle.
+    pub allow_unsigned_cbc: bool,
     pub name_id_format: Option<String>,
     pub subject: SamlSubject,
     pub force_authn: bool,
@@ -78,6 +82,7 @@ pub(super) struct RawSaml {
     pub required_signature: Option<String>,
     pub signature_algorithms: Option<Vec<String>>,
     pub allow_idp_initiated: Option<bool>,
+    pub allow_unsigned_cbc: Option<bool>,
     pub name_id_format: Option<String>,
     pub subject_attribute: Option<String>,
     pub force_authn: Option<bool>,
@@ -324,6 +329,7 @@ pub(super) fn validate(
         signature_algorithms,
         clock_skew,
         allow_idp_initiated: raw.allow_idp_initiated.unwrap_or(false),
+        allow_unsigned_cbc: raw.allow_unsigned_cbc.unwrap_or(false),
         name_id_format: raw.name_id_format,
         subject,
         force_authn: raw.force_authn.unwrap_or(false),

@@ -8,18 +8,50 @@
 //! every failure is the same error to the sender.
 
 use super::SamlError;
-use super::preflight::attr;
+use super::preflight::MAX_ENCRYPTED_KEYS;
+use super::tree::{elements, is};
 use base64::Engine;
 use openssl::md::{Md, MdRef};
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
-use quick_xml::events::Event;
-use quick_xml::reader::NsReader;
+use roxmltree::Node;
 
 const XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 const XENC11: &str = "http://www.w3.org/2009/xmlenc11#";
+const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 
-#[derive(Default, Debug)]
+/// The step at which decryption failed: for the audit trail and the tests, never shown (the
+/// sender sees one message whatever the step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The elements are not the ones XML Encryption defines, in their places.
+    Structure,
+    /// More than one `EncryptedData` or more than [`MAX_ENCRYPTED_KEYS`] keys: refused before
+    /// any RSA operation.
+    Bounds,
+    /// A key-transport or content algorithm we do not accept (PKCS#1 v1.5, unknown digests,
+    /// AES-CBC without a Response signature over the ciphertext unless the connection opts in).
+    Algorithm,
+    /// Neither key unwrapped, or the content did not decrypt with the key: one step on purpose
+    /// (a failed unwrap goes on with a random key, so that both fail alike).
+    Cipher,
+    /// The plaintext is not one UTF-8 element.
+    Plaintext,
+}
+
+impl Failure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Structure => "saml_decryption_structure",
+            Self::Bounds => "saml_decryption_bounds",
+            Self::Algorithm => "saml_decryption_algorithm",
+            Self::Cipher => "saml_decryption_cipher",
+            Self::Plaintext => "saml_decryption_plaintext",
+        }
+    }
+}
+
+#[derive(Debug)]
 struct EncryptedKey {
     algorithm: String,
     digest: Option<String>,
@@ -27,63 +59,121 @@ struct EncryptedKey {
     cipher_value: String,
 }
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 struct Parsed {
     data_algorithm: String,
     data_cipher_value: String,
     keys: Vec<EncryptedKey>,
 }
 
-fn parse(xml: &str) -> Option<Parsed> {
-    let mut reader = NsReader::from_str(xml);
-    let mut stack: Vec<Vec<u8>> = Vec::new();
-    let mut p = Parsed::default();
-    let mut in_cipher_value = false;
-    loop {
-        let (_, ev) = reader.read_resolved_event().ok()?;
-        match ev {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let local = e.local_name().as_ref().to_vec();
-                let in_key = stack.iter().any(|n| n == b"EncryptedKey");
-                let parent = stack.last().map(|n| n.as_slice());
-                match (local.as_slice(), parent) {
-                    (b"EncryptedKey", _) => p.keys.push(EncryptedKey::default()),
-                    (b"EncryptionMethod", Some(b"EncryptedKey")) => {
-                        p.keys.last_mut()?.algorithm = attr(e, b"Algorithm")?;
-                    }
-                    (b"EncryptionMethod", Some(b"EncryptedData")) => {
-                        p.data_algorithm = attr(e, b"Algorithm")?;
-                    }
-                    (b"DigestMethod", Some(b"EncryptionMethod")) if in_key => {
-                        p.keys.last_mut()?.digest = attr(e, b"Algorithm");
-                    }
-                    (b"MGF", Some(b"EncryptionMethod")) if in_key => {
-                        p.keys.last_mut()?.mgf = attr(e, b"Algorithm");
-                    }
-                    (b"CipherValue", _) => in_cipher_value = matches!(ev, Event::Start(_)),
-                    _ => {}
-                }
-                if matches!(ev, Event::Start(_)) {
-                    stack.push(local);
-                }
-            }
-            Event::Text(ref t) if in_cipher_value => {
-                let text = t.decode().ok()?;
-                let in_key = stack.iter().any(|n| n == b"EncryptedKey");
-                if in_key {
-                    p.keys.last_mut()?.cipher_value.push_str(&text);
-                } else {
-                    p.data_cipher_value.push_str(&text);
-                }
-            }
-            Event::End(_) if stack.pop().as_deref() == Some(b"CipherValue") => {
-                in_cipher_value = false;
-            }
-            Event::Eof => break,
-            _ => {}
+/// The one child `ns:local` of `n`, if any; two are a structure failure.
+fn only_child<'a, 'i>(
+    n: Node<'a, 'i>,
+    ns: &str,
+    local: &str,
+) -> Result<Option<Node<'a, 'i>>, Failure> {
+    let mut it = elements(n).filter(|c| is(c, ns, local));
+    let first = it.next();
+    if it.next().is_some() {
+        return Err(Failure::Structure);
+    }
+    Ok(first)
+}
+
+/// `CipherData/CipherValue` of an `EncryptedData` or `EncryptedKey`: its text (a
+/// `CipherReference` would make us fetch something, and is refused).
+fn cipher_value(n: Node<'_, '_>) -> Result<String, Failure> {
+    let data = only_child(n, XENC, "CipherData")?.ok_or(Failure::Structure)?;
+    if elements(data).count() != 1 {
+        return Err(Failure::Structure);
+    }
+    let value = only_child(data, XENC, "CipherValue")?.ok_or(Failure::Structure)?;
+    if elements(value).next().is_some() {
+        return Err(Failure::Structure);
+    }
+    Ok(value
+        .children()
+        .filter_map(|t| t.is_text().then(|| t.text()).flatten())
+        .collect())
+}
+
+fn algorithm(n: Node<'_, '_>) -> Result<String, Failure> {
+    only_child(n, XENC, "EncryptionMethod")?
+        .and_then(|m| m.attribute("Algorithm"))
+        .map(str::to_string)
+        .ok_or(Failure::Structure)
+}
+
+fn encrypted_key(k: Node<'_, '_>) -> Result<EncryptedKey, Failure> {
+    let method = only_child(k, XENC, "EncryptionMethod")?.ok_or(Failure::Structure)?;
+    let attr_of = |ns: &str, local: &str| -> Result<Option<String>, Failure> {
+        Ok(only_child(method, ns, local)?
+            .and_then(|d| d.attribute("Algorithm"))
+            .map(str::to_string))
+    };
+    Ok(EncryptedKey {
+        algorithm: method
+            .attribute("Algorithm")
+            .ok_or(Failure::Structure)?
+            .to_string(),
+        digest: attr_of(DSIG, "DigestMethod")?,
+        mgf: attr_of(XENC11, "MGF")?,
+        cipher_value: cipher_value(k)?,
+    })
+}
+
+/// Reads an `EncryptedAssertion` node (SAML core 2.3.4: one `xenc:EncryptedData`, its keys in
+/// the data's `ds:KeyInfo` or beside it) by namespace and local name. Every count is bounded
+/// before anything is decoded.
+fn parse(assertion: Node<'_, '_>) -> Result<Parsed, Failure> {
+    let mut data = None;
+    let mut key_nodes = Vec::new();
+    for c in elements(assertion) {
+        if is(&c, XENC, "EncryptedData") && data.is_none() {
+            data = Some(c);
+        } else if is(&c, XENC, "EncryptedKey") {
+            key_nodes.push(c);
+        } else if is(&c, XENC, "EncryptedData") {
+            return Err(Failure::Bounds);
+        } else {
+            return Err(Failure::Structure);
         }
     }
-    Some(p)
+    let data = data.ok_or(Failure::Structure)?;
+    if let Some(info) = only_child(data, DSIG, "KeyInfo")? {
+        for c in elements(info) {
+            if is(&c, XENC, "EncryptedKey") {
+                key_nodes.push(c);
+            } else if !is(&c, DSIG, "KeyName") && !is(&c, DSIG, "RetrievalMethod") {
+                return Err(Failure::Structure);
+            }
+        }
+    }
+    // Anything named like an encryption element below what we read is a decoy or a nesting
+    // no IdP sends; counted over the whole subtree, before any RSA operation.
+    let count = |local: &str| {
+        assertion
+            .descendants()
+            .filter(|d| d.is_element() && d.tag_name().name() == local)
+            .count()
+    };
+    if count("EncryptedData") != 1 || count("EncryptedKey") != key_nodes.len() {
+        return Err(Failure::Bounds);
+    }
+    if key_nodes.is_empty() {
+        return Err(Failure::Structure);
+    }
+    if key_nodes.len() > MAX_ENCRYPTED_KEYS {
+        return Err(Failure::Bounds);
+    }
+    Ok(Parsed {
+        data_algorithm: algorithm(data)?,
+        data_cipher_value: cipher_value(data)?,
+        keys: key_nodes
+            .into_iter()
+            .map(encrypted_key)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 fn b64(s: &str) -> Option<Vec<u8>> {
@@ -114,18 +204,29 @@ fn mgf(uri: Option<&str>) -> Option<&'static MdRef> {
     })
 }
 
-fn unwrap_key(k: &EncryptedKey, key: &PKey<Private>) -> Result<Vec<u8>, &'static str> {
-    let (oaep_md, mgf_md) = if k.algorithm == format!("{XENC}rsa-oaep-mgf1p") {
+/// The OAEP digests of a key-transport algorithm we accept.
+fn key_transport(k: &EncryptedKey) -> Result<(&'static MdRef, &'static MdRef), Failure> {
+    if k.algorithm == format!("{XENC}rsa-oaep-mgf1p") {
         // MGF1 with SHA-1 by definition; the digest may be named.
-        (digest(k.digest.as_deref()).ok_or("digest")?, Md::sha1())
+        Ok((
+            digest(k.digest.as_deref()).ok_or(Failure::Algorithm)?,
+            Md::sha1(),
+        ))
     } else if k.algorithm == format!("{XENC11}rsa-oaep") {
-        (
-            digest(k.digest.as_deref()).ok_or("digest")?,
-            mgf(k.mgf.as_deref()).ok_or("mgf")?,
-        )
+        Ok((
+            digest(k.digest.as_deref()).ok_or(Failure::Algorithm)?,
+            mgf(k.mgf.as_deref()).ok_or(Failure::Algorithm)?,
+        ))
     } else {
-        return Err("key transport algorithm not accepted");
-    };
+        Err(Failure::Algorithm)
+    }
+}
+
+fn unwrap_key(
+    k: &EncryptedKey,
+    (oaep_md, mgf_md): (&'static MdRef, &'static MdRef),
+    key: &PKey<Private>,
+) -> Result<Vec<u8>, &'static str> {
     let wrapped = b64(&k.cipher_value).ok_or("base64")?;
     let mut ctx = openssl::pkey_ctx::PkeyCtx::new(key).map_err(|_| "key")?;
     ctx.decrypt_init().map_err(|_| "init")?;
@@ -139,16 +240,27 @@ fn unwrap_key(k: &EncryptedKey, key: &PKey<Private>) -> Result<Vec<u8>, &'static
     Ok(out)
 }
 
-fn decrypt_content(alg: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let (cipher, gcm) = match alg.strip_prefix(XENC).or_else(|| alg.strip_prefix(XENC11)) {
-        Some("aes128-cbc") => (Cipher::aes_128_cbc(), false),
-        Some("aes192-cbc") => (Cipher::aes_192_cbc(), false),
-        Some("aes256-cbc") => (Cipher::aes_256_cbc(), false),
-        Some("aes128-gcm") => (Cipher::aes_128_gcm(), true),
-        Some("aes192-gcm") => (Cipher::aes_192_gcm(), true),
-        Some("aes256-gcm") => (Cipher::aes_256_gcm(), true),
-        _ => return Err("content algorithm not accepted"),
-    };
+/// The content cipher of an algorithm URI, and whether it is an AEAD (GCM).
+fn content_cipher(alg: &str) -> Option<(Cipher, bool)> {
+    // AES-GCM is in the xmlenc11 namespace, AES-CBC in xmlenc; either name is accepted.
+    Some(
+        match alg.strip_prefix(XENC).or_else(|| alg.strip_prefix(XENC11)) {
+            Some("aes128-cbc") => (Cipher::aes_128_cbc(), false),
+            Some("aes192-cbc") => (Cipher::aes_192_cbc(), false),
+            Some("aes256-cbc") => (Cipher::aes_256_cbc(), false),
+            Some("aes128-gcm") => (Cipher::aes_128_gcm(), true),
+            Some("aes192-gcm") => (Cipher::aes_192_gcm(), true),
+            Some("aes256-gcm") => (Cipher::aes_256_gcm(), true),
+            _ => return None,
+        },
+    )
+}
+
+fn decrypt_content(
+    (cipher, gcm): (Cipher, bool),
+    key: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, &'static str> {
     if key.len() != cipher.key_len() {
         return Err("key length");
     }
@@ -184,31 +296,65 @@ fn decrypt_content(alg: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, &'stat
     }
 }
 
-/// Decrypts the `EncryptedAssertion` element `xml` and returns the assertion's XML.
-pub fn decrypt_assertion(xml: &str, key: &PKey<Private>) -> Result<String, SamlError> {
-    let fail = |step: &str| {
-        // The step is logged, never shown: one error for every failure.
-        tracing::info!(step, "assertion decryption failed");
-        SamlError::Decryption
+/// Decrypts an `EncryptedAssertion` node and returns the assertion's XML. `cbc_allowed` says
+/// whether AES-CBC content may be decrypted: only when a verified Response signature covers
+/// the ciphertext (or the connection opted in), since unauthenticated CBC is a padding oracle
+/// (Jager and Somorovsky, 2011) that a signature inside the plaintext cannot close.
+pub fn decrypt_assertion(
+    node: Node<'_, '_>,
+    key: &PKey<Private>,
+    cbc_allowed: bool,
+) -> Result<String, SamlError> {
+    let fail = |f: Failure| {
+        // The step is logged and audited, never shown: one error for every failure.
+        tracing::info!(step = f.reason(), "assertion decryption failed");
+        SamlError::Decryption(f)
     };
-    let p = parse(xml).ok_or_else(|| fail("structure"))?;
-    let data = b64(&p.data_cipher_value).ok_or_else(|| fail("content base64"))?;
-    let mut last = "no EncryptedKey";
-    for k in &p.keys {
-        match unwrap_key(k, key) {
-            Ok(sym) => {
-                let plain = decrypt_content(&p.data_algorithm, &sym, &data).map_err(fail)?;
-                let text = String::from_utf8(plain).map_err(|_| fail("utf-8"))?;
-                let t = text.trim();
-                if !t.starts_with('<') || !t.ends_with('>') {
-                    return Err(fail("not an element"));
-                }
-                return Ok(t.to_string());
-            }
-            Err(e) => last = e,
-        }
+    let p = parse(node).map_err(fail)?;
+    let cipher = content_cipher(&p.data_algorithm).ok_or_else(|| fail(Failure::Algorithm))?;
+    if !cipher.1 && !cbc_allowed {
+        return Err(fail(Failure::Algorithm));
     }
-    Err(fail(last))
+    let transports = p
+        .keys
+        .iter()
+        .map(key_transport)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    let data = b64(&p.data_cipher_value).ok_or_else(|| fail(Failure::Structure))?;
+    // The first key that unwraps is used. When none does, the content is decrypted with a
+    // random key anyway, so that a bad key and bad content fail the same way and take the same
+    // path (no oracle on the RSA step).
+    let sym = p
+        .keys
+        .iter()
+        .zip(transports)
+        .find_map(|(k, t)| unwrap_key(k, t, key).ok())
+        .filter(|s| s.len() == cipher.0.key_len())
+        .unwrap_or_else(|| {
+            let mut random = vec![0; cipher.0.key_len()];
+            openssl::rand::rand_bytes(&mut random).expect("the OS random generator is available");
+            random
+        });
+    let plain = decrypt_content(cipher, &sym, &data).map_err(|_| fail(Failure::Cipher))?;
+    let text = String::from_utf8(plain).map_err(|_| fail(Failure::Plaintext))?;
+    let t = text.trim();
+    if !t.starts_with('<') || !t.ends_with('>') {
+        return Err(fail(Failure::Plaintext));
+    }
+    Ok(t.to_string())
+}
+
+/// The one `saml:EncryptedAssertion` child of a Response root, read by namespace and local
+/// name from a tree of the bytes the caller trusts (the verified Response, or the received
+/// one when only the plaintext assertion is signed).
+pub fn encrypted_assertion<'a, 'i>(root: Node<'a, 'i>) -> Result<Node<'a, 'i>, SamlError> {
+    let saml = super::tree::ns(super::preflight::ASSERTION_NS);
+    let mut it = elements(root).filter(|c| is(c, saml, "EncryptedAssertion"));
+    match (it.next(), it.next()) {
+        (Some(n), None) => Ok(n),
+        _ => Err(SamlError::Decryption(Failure::Structure)),
+    }
 }
 
 #[cfg(test)]
@@ -250,20 +396,104 @@ mod tests {
         )
     }
 
+    fn decrypt(xml: &str, key: &PKey<Private>, cbc: bool) -> Result<String, SamlError> {
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        decrypt_assertion(doc.root_element(), key, cbc)
+    }
+
+    fn failure(r: Result<String, SamlError>) -> Failure {
+        match r {
+            Err(SamlError::Decryption(f)) => f,
+            other => panic!("expected a decryption failure, got {other:?}"),
+        }
+    }
+
+    fn new_key() -> PKey<Private> {
+        PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap()
+    }
+
     #[test]
     fn aes_cbc_and_gcm_assertions_decrypt_and_tampering_fails() {
-        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let rsa = new_key();
         for alg in ["aes256-cbc", "aes128-gcm"] {
             let xml = encrypt(alg, b"<saml:Assertion ID=\"a\"/>", &rsa);
             assert_eq!(
-                decrypt_assertion(&xml, &rsa).unwrap(),
+                decrypt(&xml, &rsa, true).unwrap(),
                 "<saml:Assertion ID=\"a\"/>"
             );
-            let other = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-            assert!(decrypt_assertion(&xml, &other).is_err(), "{alg}: wrong key");
+            // A wrong key and wrong content fail at the same step.
+            assert_eq!(
+                failure(decrypt(&xml, &new_key(), true)),
+                Failure::Cipher,
+                "{alg}"
+            );
         }
         // PKCS#1 v1.5 key transport is refused outright.
         let xml = encrypt("aes128-gcm", b"<a/>", &rsa).replace("rsa-oaep-mgf1p", "rsa-1_5");
-        assert!(decrypt_assertion(&xml, &rsa).is_err());
+        assert_eq!(failure(decrypt(&xml, &rsa, true)), Failure::Algorithm);
+    }
+
+    /// Unauthenticated CBC is a padding oracle: only a verified Response signature over the
+    /// ciphertext (or an opt-in) lets it be decrypted.
+    #[test]
+    fn aes_cbc_is_refused_unless_a_signature_covers_the_ciphertext() {
+        let rsa = new_key();
+        let xml = encrypt("aes256-cbc", b"<a/>", &rsa);
+        assert_eq!(failure(decrypt(&xml, &rsa, false)), Failure::Algorithm);
+        let gcm = encrypt("aes128-gcm", b"<a/>", &rsa);
+        assert_eq!(decrypt(&gcm, &rsa, false).unwrap(), "<a/>");
+    }
+
+    /// Thousands of EncryptedKey elements were one RSA private-key operation each.
+    #[test]
+    fn more_than_two_keys_or_a_second_encrypted_data_are_refused_before_any_rsa_work() {
+        let rsa = new_key();
+        let xml = encrypt("aes128-gcm", b"<a/>", &rsa);
+        let key_re = regex::Regex::new(r"(?s)<e:EncryptedKey .*</e:EncryptedKey>").unwrap();
+        let k = key_re.find(&xml).unwrap().as_str().to_string();
+        let two = xml.replacen(&k, &k.repeat(2), 1);
+        assert_eq!(
+            decrypt(&two, &rsa, false).unwrap(),
+            "<a/>",
+            "two keys are fine"
+        );
+        let three = xml.replacen(&k, &k.repeat(3), 1);
+        assert_eq!(failure(decrypt(&three, &rsa, false)), Failure::Bounds);
+        // Beside the EncryptedData, as SAML core also allows, the same bound holds.
+        let beside = xml.replacen(
+            "</saml:EncryptedAssertion>",
+            &format!("{}</saml:EncryptedAssertion>", k.repeat(2)),
+            1,
+        );
+        assert_eq!(failure(decrypt(&beside, &rsa, false)), Failure::Bounds);
+        let data_re =
+            regex::Regex::new(r"(?s)<xenc:EncryptedData .*</xenc:EncryptedData>").unwrap();
+        let d = data_re.find(&xml).unwrap().as_str().to_string();
+        let twice = xml.replacen(&d, &d.repeat(2), 1);
+        assert_eq!(failure(decrypt(&twice, &rsa, false)), Failure::Bounds);
+    }
+
+    /// Names are read with their namespace: an EncryptedKey or CipherValue in another
+    /// namespace, or one nested where XML Encryption puts none, is not read.
+    #[test]
+    fn encryption_elements_in_another_namespace_or_place_are_refused() {
+        let rsa = new_key();
+        let xml = encrypt("aes128-gcm", b"<a/>", &rsa);
+        let foreign_key = xml.replace(
+            r#"xmlns:e="http://www.w3.org/2001/04/xmlenc#""#,
+            r#"xmlns:e="urn:example:decoy""#,
+        );
+        assert_eq!(
+            failure(decrypt(&foreign_key, &rsa, false)),
+            Failure::Structure
+        );
+        // A decoy EncryptedKey (any namespace) nested inside the data's CipherData.
+        let nested = xml.replacen(
+            "<xenc:CipherData>",
+            "<xenc:CipherData><x:EncryptedKey xmlns:x=\"urn:example:decoy\"/>",
+            1,
+        );
+        assert_ne!(nested, xml);
+        assert_eq!(failure(decrypt(&nested, &rsa, false)), Failure::Bounds);
     }
 }

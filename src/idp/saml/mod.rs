@@ -11,13 +11,14 @@
 //! ([`redirect`]) and logout messages ([`logout`]).
 //! The replay cache lives in the session store, shared by replicas, and is kept by the caller.
 
-mod decrypt;
+pub mod decrypt;
 pub mod dsig;
 pub mod logout;
 mod metadata;
 pub mod preflight;
 pub mod redirect;
 mod response;
+mod tree;
 mod validate;
 pub(crate) mod xmlsec_log;
 
@@ -53,8 +54,14 @@ pub enum SamlError {
         "the signature does not verify with the identity provider's certificate, or uses a refused algorithm"
     )]
     BadSignature,
+    /// One message for every failure to decrypt or to read the plaintext, whatever the step
+    /// (no padding or key-transport oracle); the step is kept for the audit trail only.
     #[error("the encrypted assertion cannot be decrypted with our key")]
-    Decryption,
+    Decryption(decrypt::Failure),
+    #[error("the message is not a SAML 2.0 message (Version)")]
+    Version,
+    #[error("the assertion carries no AuthnStatement, so it does not say that anyone logged in")]
+    NoAuthnStatement,
     #[error("the assertion is not meant for us (Audience)")]
     Audience,
     #[error("the assertion is invalid: {0}")]

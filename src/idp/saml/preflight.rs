@@ -15,6 +15,11 @@ use quick_xml::reader::NsReader;
 pub const PROTOCOL_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
 pub const ASSERTION_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
 pub const DSIG_NS: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
+pub const XENC_NS: &[u8] = b"http://www.w3.org/2001/04/xmlenc#";
+
+/// The most `EncryptedKey` elements an encrypted assertion may carry: one per certificate an
+/// IdP encrypts to, and two during a rollover of ours. Each one can cost an RSA operation.
+pub const MAX_ENCRYPTED_KEYS: usize = 2;
 
 const MAX_DEPTH: usize = 64;
 
@@ -40,6 +45,35 @@ pub enum PreflightError {
     Duplicated(&'static str),
     #[error("a comment or CDATA section splits a text value (possible truncation attack)")]
     SplitText,
+    /// An assertion, encrypted assertion or encryption element anywhere but where the browser
+    /// SSO profile puts it, or in another namespace: nothing outside the one genuine place is
+    /// ever decrypted or read, and a decoy is refused before any signature or RSA work.
+    #[error("the message carries an {0} element outside its place")]
+    Misplaced(&'static str),
+    #[error(
+        "the encrypted assertion must carry exactly one EncryptedData and at most {MAX_ENCRYPTED_KEYS} EncryptedKey elements"
+    )]
+    EncryptionBounds,
+}
+
+impl PreflightError {
+    /// A stable code for the audit trail: which defence refused the message.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "saml_too_large",
+            Self::NotBase64 => "saml_not_base64",
+            Self::NotUtf8 => "saml_not_utf8",
+            Self::Doctype => "saml_doctype",
+            Self::Malformed => "saml_malformed",
+            Self::TooDeep => "saml_too_deep",
+            Self::WrongRoot(_) => "saml_wrong_root",
+            Self::AssertionCount(_) => "saml_assertion_count",
+            Self::Duplicated(_) => "saml_duplicated_element",
+            Self::SplitText => "saml_split_text",
+            Self::Misplaced(_) => "saml_misplaced_element",
+            Self::EncryptionBounds => "saml_encryption_bounds",
+        }
+    }
 }
 
 /// What the untrusted scan saw of a `samlp:Response`.
@@ -168,6 +202,21 @@ pub(super) fn is(ns: &ResolveResult<'_>, want: &[u8]) -> bool {
 /// Scans a whole document for the refusals above; `root` is the expected root element in the
 /// SAML protocol namespace (`Response`, `LogoutRequest`, `LogoutResponse`).
 pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightError> {
+    scan_rooted(xml, PROTOCOL_NS, root)
+}
+
+/// Scans a decrypted assertion the same way: its root must be a `saml:Assertion`, and it may
+/// hold no other assertion and no encrypted element (the plaintext of an encrypted assertion is
+/// as untrusted as the message was until its own signature or the Response's covers it).
+pub fn scan_assertion(xml: &str) -> Result<ResponseShape, PreflightError> {
+    scan_rooted(xml, ASSERTION_NS, "Assertion")
+}
+
+fn scan_rooted(
+    xml: &str,
+    root_ns: &[u8],
+    root: &'static str,
+) -> Result<ResponseShape, PreflightError> {
     refuse_declarations(xml)?;
     let mut reader = NsReader::from_str(xml);
     reader.config_mut().check_end_names = true;
@@ -175,6 +224,8 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
     // Local names of open elements, with their namespace class.
     let mut stack: Vec<(Vec<u8>, u8, ElementState)> = Vec::new();
     let (mut assertions, mut responses, mut statuses) = (0usize, 0usize, 0usize);
+    let (mut encrypted_data, mut encrypted_keys) = (0usize, 0usize);
+    let is_response = root_ns == PROTOCOL_NS && root == "Response";
     let mut seen_root = false;
     // Which signature we are inside: 1 = on the Response, 2 = on the Assertion.
     let mut signature_owner: Option<(usize, u8)> = None;
@@ -182,6 +233,7 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
     const SAMLP: u8 = 1;
     const SAML: u8 = 2;
     const DS: u8 = 3;
+    const XENC: u8 = 4;
     loop {
         let (ns, ev) = reader
             .read_resolved_event()
@@ -195,12 +247,15 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
                     SAML
                 } else if is(&ns, DSIG_NS) {
                     DS
+                } else if is(&ns, XENC_NS) {
+                    XENC
                 } else {
                     OTHER
                 };
                 if !seen_root {
                     seen_root = true;
-                    if class != SAMLP || local != root.as_bytes() {
+                    let want = if root_ns == PROTOCOL_NS { SAMLP } else { SAML };
+                    if class != want || local != root.as_bytes() {
                         return Err(PreflightError::WrongRoot(root));
                     }
                     shape.id = attr(e, b"ID");
@@ -210,6 +265,35 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
                     return Err(PreflightError::Malformed);
                 }
                 let depth = stack.len();
+                let parent = stack.last().map(|(n, c, _)| (n.as_slice(), *c));
+                // Where each of these may stand, whatever its namespace: an assertion (plain or
+                // encrypted) only as a child of the Response (or as the root of a decrypted
+                // one), its EncryptedData only as the child of that EncryptedAssertion, its
+                // keys only inside it. A decoy anywhere else, in any namespace or none, is
+                // refused here, before the signature or any RSA operation sees it.
+                let inside_encrypted = stack
+                    .iter()
+                    .any(|(n, c, _)| *c == SAML && n == b"EncryptedAssertion");
+                let placed = match local.as_slice() {
+                    b"Assertion" | b"EncryptedAssertion" => Some(
+                        class == SAML
+                            && ((is_response && depth == 1)
+                                || (root_ns == ASSERTION_NS && depth == 0)),
+                    ),
+                    b"EncryptedData" => {
+                        Some(class == XENC && parent == Some((b"EncryptedAssertion", SAML)))
+                    }
+                    b"EncryptedKey" => Some(class == XENC && inside_encrypted),
+                    _ => None,
+                };
+                if placed == Some(false) {
+                    return Err(PreflightError::Misplaced(match local.as_slice() {
+                        b"Assertion" => "Assertion",
+                        b"EncryptedAssertion" => "EncryptedAssertion",
+                        b"EncryptedData" => "EncryptedData",
+                        _ => "EncryptedKey",
+                    }));
+                }
                 match (class, local.as_slice()) {
                     (SAMLP, b"Response")
                     | (SAMLP, b"LogoutRequest")
@@ -233,6 +317,18 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
                         }
                         shape.encrypted = true;
                     }
+                    (XENC, b"EncryptedData") => {
+                        encrypted_data += 1;
+                        if encrypted_data > 1 {
+                            return Err(PreflightError::EncryptionBounds);
+                        }
+                    }
+                    (XENC, b"EncryptedKey") => {
+                        encrypted_keys += 1;
+                        if encrypted_keys > MAX_ENCRYPTED_KEYS {
+                            return Err(PreflightError::EncryptionBounds);
+                        }
+                    }
                     (SAMLP, b"StatusCode") if depth == 2 => {
                         statuses += 1;
                         if statuses > 1 {
@@ -241,7 +337,6 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
                         shape.status = attr(e, b"Value");
                     }
                     (DS, b"Signature") => {
-                        let parent = stack.last().map(|(n, c, _)| (n.as_slice(), *c));
                         signature_owner = match parent {
                             Some((b"Response", SAMLP)) if depth == 1 => Some((depth, 1)),
                             Some((b"Assertion", SAML)) => Some((depth, 2)),
@@ -315,11 +410,16 @@ pub fn scan(xml: &str, root: &'static str) -> Result<ResponseShape, PreflightErr
     if !seen_root || !stack.is_empty() {
         return Err(PreflightError::Malformed);
     }
-    if root == "Response" && assertions != 1 {
+    let expected = if is_response || root_ns == ASSERTION_NS {
+        1
+    } else {
+        0
+    };
+    if assertions != expected {
         return Err(PreflightError::AssertionCount(assertions));
     }
-    if root != "Response" && assertions != 0 {
-        return Err(PreflightError::AssertionCount(assertions));
+    if shape.encrypted && encrypted_data != 1 {
+        return Err(PreflightError::EncryptionBounds);
     }
     Ok(shape)
 }

@@ -65,86 +65,110 @@ pub(super) fn verify(
             .reduce(doc, algorithms)
             .map_err(|_| SamlError::BadSignature)
     };
-
-    // What the signatures cover: the Response when it is signed (with its assertion), else the
-    // assertion alone. An assertion encrypted to us is decrypted first; when only the inner
-    // assertion is signed (ADFS, Entra ID) its signature is checked on the plaintext, and when
-    // the Response is signed, that signature covers the encrypted form as received.
-    let signed = if shape.encrypted {
-        let key = sp_key.ok_or_else(|| {
-            SamlError::Invalid(
-                "the assertion is encrypted, but no sp_private_key is configured".into(),
-            )
-        })?;
-        let (s, e) = element_span(&xml, b"EncryptedAssertion")?;
-        let plain = super::decrypt::decrypt_assertion(&xml[s..e], key)?;
-        let base = if response_signed {
-            reduce(&xml)?
-        } else {
-            xml.clone()
-        };
-        let spliced = splice_assertion(&base, &plain)?;
-        let inner = preflight::scan(&spliced, "Response")?;
-        let assertion_signed = inner.assertion_signed();
-        require_signatures(cfg, response_signed, assertion_signed)?;
-        let assertion_only = if assertion_signed {
-            Some(reduce(&plain)?)
-        } else {
-            None
-        };
-        match (response_signed, assertion_only) {
-            (true, _) => Signed::Response(spliced, inner.assertion_id),
-            (false, Some(a)) => Signed::Assertion(a, inner.assertion_id),
-            (false, None) => unreachable!("require_signatures refused an unsigned response"),
-        }
-    } else {
-        let assertion_signed = shape.assertion_signed();
-        require_signatures(cfg, response_signed, assertion_signed)?;
-        let reduced = reduce(&xml)?;
-        let id = shape.assertion_id.clone();
-        if response_signed {
-            Signed::Response(reduced, id)
-        } else {
-            Signed::Assertion(reduced, id)
-        }
-    };
-
     let expect = Expect {
         cfg,
         idp_entity_id: &idp.entity_id,
         request_id: expected_request,
         now: chrono::Utc::now(),
     };
-    let (assertion, seen_id, content) = match signed {
-        Signed::Response(doc, seen_id) => {
-            if !preflight::root_is_protocol_response(&doc) {
-                return Err(SamlError::BadSignature);
-            }
-            let r: Response = parse_verified(&doc)?;
-            validate::response(&r, &expect)?;
+
+    // Verify first, then read only what the signatures cover. With a signed Response that is
+    // its pre-digest bytes (an assertion encrypted to us is decrypted from those bytes, never
+    // from the received document); with an unsigned one it is the assertion's own pre-digest
+    // bytes, after decryption when it is encrypted (ADFS and Entra ID sign only inside).
+    let (assertion_doc, seen_id) = if response_signed {
+        if !shape.encrypted {
+            // Refused before any signature work when the policy cannot be met.
+            require_signatures(cfg, true, shape.assertion_signed())?;
+        }
+        let verified = reduce(&xml)?;
+        if !preflight::root_is_protocol_response(&verified) {
+            return Err(SamlError::BadSignature);
+        }
+        let tree = parse_tree(&verified)?;
+        validate::response(tree.root_element(), &expect)?;
+        if shape.encrypted {
+            let key = sp_key.ok_or_else(no_sp_key)?;
+            let enc = super::decrypt::encrypted_assertion(tree.root_element())?;
+            // The Response signature covers the ciphertext, so AES-CBC is no oracle here.
+            let plain = super::decrypt::decrypt_assertion(enc, key, true)?;
+            let inner = preflight::scan_assertion(&plain).map_err(plaintext_unreadable)?;
+            require_signatures(cfg, true, inner.assertion_signed())?;
+            let doc = if inner.assertion_signed() {
+                reduce(&plain)?
+            } else {
+                plain
+            };
+            (doc, inner.assertion_id)
+        } else {
+            let r: Response = parse_verified(&verified)?;
             let a = r
                 .assertion
                 .ok_or_else(|| SamlError::Invalid("the response carries no assertion".into()))?;
-            (a, seen_id, doc)
+            return finish(cfg, &expect, a, shape.assertion_id.as_deref(), &verified);
         }
-        Signed::Assertion(doc, seen_id) => {
-            if !preflight::root_is(&doc, preflight::ASSERTION_NS, b"Assertion") {
-                return Err(SamlError::BadSignature);
-            }
-            (parse_verified::<Assertion>(&doc)?, seen_id, doc)
-        }
+    } else if shape.encrypted {
+        let key = sp_key.ok_or_else(no_sp_key)?;
+        let tree = parse_tree(&xml)?;
+        let enc = super::decrypt::encrypted_assertion(tree.root_element())?;
+        let plain = super::decrypt::decrypt_assertion(enc, key, cfg.allow_unsigned_cbc)?;
+        let inner = preflight::scan_assertion(&plain).map_err(plaintext_unreadable)?;
+        require_signatures(cfg, false, inner.assertion_signed())?;
+        (reduce(&plain)?, inner.assertion_id)
+    } else {
+        require_signatures(cfg, false, shape.assertion_signed())?;
+        (reduce(&xml)?, shape.assertion_id.clone())
     };
+    if !preflight::root_is(&assertion_doc, preflight::ASSERTION_NS, b"Assertion") {
+        return Err(SamlError::BadSignature);
+    }
+    let a: Assertion = parse_verified(&assertion_doc)?;
+    finish(cfg, &expect, a, seen_id.as_deref(), &assertion_doc)
+}
+
+fn no_sp_key() -> SamlError {
+    SamlError::Invalid("the assertion is encrypted, but no sp_private_key is configured".into())
+}
+
+/// A decrypted plaintext that the preflight refuses is one more decryption failure to the
+/// sender (no oracle on the plaintext's shape); the audit trail keeps the step.
+fn plaintext_unreadable(e: preflight::PreflightError) -> SamlError {
+    tracing::info!(step = e.reason(), "decrypted assertion refused");
+    SamlError::Decryption(super::decrypt::Failure::Plaintext)
+}
+
+/// One tree of bytes already verified (or, for an unsigned Response, of the received message,
+/// from which only the `EncryptedAssertion` child of the root is taken).
+fn parse_tree(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
+    roxmltree::Document::parse_with_options(
+        xml,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            ..Default::default()
+        },
+    )
+    .map_err(unreadable)
+}
+
+/// The checks on the verified assertion, and the values the login goes on with.
+fn finish(
+    cfg: &SamlConfig,
+    expect: &Expect<'_>,
+    assertion: Assertion,
+    seen_id: Option<&str>,
+    content: &str,
+) -> Result<VerifiedResponse, SamlError> {
     // The assertion processed must be the one the scan saw (and judged signed).
-    if seen_id.as_deref() != Some(assertion.id.as_str()) {
+    if seen_id != Some(assertion.id.as_str()) {
         return Err(SamlError::Invalid(
             "the processed assertion is not the signed one".into(),
         ));
     }
-    validate::assertion(&assertion, &expect)?;
+    validate::assertion(&assertion, expect)?;
     let mut verified = build(cfg, &assertion)?;
     if let Some(n) = verified.name_id.as_mut() {
         // samael's schema drops the NameID's qualifiers; our LogoutRequest must echo them.
-        (n.name_qualifier, n.sp_name_qualifier) = subject_name_id_qualifiers(&content);
+        (n.name_qualifier, n.sp_name_qualifier) = subject_name_id_qualifiers(content);
     }
     Ok(verified)
 }
@@ -180,14 +204,6 @@ fn subject_name_id_qualifiers(xml: &str) -> (Option<String>, Option<String>) {
             _ => {}
         }
     }
-}
-
-/// The verified content that goes on, with the assertion ID the untrusted scan saw.
-enum Signed {
-    /// A whole Response (its signature verified), holding the assertion.
-    Response(String, Option<String>),
-    /// A lone Assertion (its own signature verified).
-    Assertion(String, Option<String>),
 }
 
 fn require_signatures(
@@ -445,42 +461,6 @@ fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError>
         valid_until,
         session_not_on_or_after,
     })
-}
-
-/// Byte range of the single element with this local name (the preflight ensured there is one).
-fn element_span(xml: &str, local: &[u8]) -> Result<(usize, usize), SamlError> {
-    let mut reader = quick_xml::reader::Reader::from_str(xml);
-    let mut start = None;
-    let mut depth = 0usize;
-    loop {
-        let pos = reader.buffer_position() as usize;
-        let ev = reader.read_event().map_err(|_| SamlError::Decryption)?;
-        match ev {
-            quick_xml::events::Event::Start(ref e) => {
-                if start.is_none() && e.local_name().as_ref() == local {
-                    start = Some((pos, depth));
-                }
-                depth += 1;
-            }
-            quick_xml::events::Event::End(ref e) => {
-                depth -= 1;
-                if let Some((s, d)) = start
-                    && d == depth
-                    && e.local_name().as_ref() == local
-                {
-                    return Ok((s, reader.buffer_position() as usize));
-                }
-            }
-            quick_xml::events::Event::Eof => return Err(SamlError::Decryption),
-            _ => {}
-        }
-    }
-}
-
-/// The response with its EncryptedAssertion replaced by the decrypted assertion.
-fn splice_assertion(xml: &str, assertion: &str) -> Result<String, SamlError> {
-    let (s, e) = element_span(xml, b"EncryptedAssertion")?;
-    Ok(format!("{}{}{}", &xml[..s], assertion, &xml[e..]))
 }
 
 #[cfg(test)]

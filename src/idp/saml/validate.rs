@@ -8,9 +8,11 @@
 //! assertion must not claim to answer a request (profiles 4.1.4.2).
 
 use super::SamlError;
+use super::preflight::{ASSERTION_NS, PROTOCOL_NS};
+use super::tree::{child, ns};
 use crate::config::SamlConfig;
 use chrono::{DateTime, Duration, Utc};
-use samael::schema::{Assertion, Response};
+use samael::schema::Assertion;
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
@@ -54,24 +56,32 @@ impl Expect<'_> {
     }
 }
 
-/// The protocol message around the assertion, when its signature covers it.
-pub(super) fn response(r: &Response, e: &Expect<'_>) -> Result<(), SamlError> {
-    if r.destination.as_deref() != Some(e.cfg.acs_url.as_str()) {
+/// The protocol message around the assertion, when its signature covers it: the root of the
+/// tree of its verified bytes, read by namespace and local name.
+pub(super) fn response(r: roxmltree::Node<'_, '_>, e: &Expect<'_>) -> Result<(), SamlError> {
+    if r.attribute("Version") != Some("2.0") {
+        return Err(SamlError::Version);
+    }
+    if r.attribute("Destination") != Some(e.cfg.acs_url.as_str()) {
         return Err(SamlError::Destination);
     }
-    match (e.request_id, r.in_response_to.as_deref()) {
+    match (e.request_id, r.attribute("InResponseTo")) {
         (Some(want), Some(got)) if want == got => {}
         (None, None) => {}
         _ => return Err(SamlError::InResponseTo),
     }
-    e.issued_recently(r.issue_instant)?;
-    if let Some(issuer) = &r.issuer {
-        e.issuer(issuer.value.as_deref())?;
+    let issued = r
+        .attribute("IssueInstant")
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .ok_or_else(|| SamlError::Invalid("it has no valid IssueInstant".into()))?;
+    e.issued_recently(issued.with_timezone(&Utc))?;
+    let (saml, samlp) = (ns(ASSERTION_NS), ns(PROTOCOL_NS));
+    if let Some(issuer) = child(r, saml, "Issuer") {
+        e.issuer(issuer.text())?;
     }
-    let status = r
-        .status
-        .as_ref()
-        .and_then(|s| s.status_code.value.as_deref());
+    let status = child(r, samlp, "Status")
+        .and_then(|s| child(s, samlp, "StatusCode"))
+        .and_then(|c| c.attribute("Value"));
     match status {
         Some(STATUS_SUCCESS) => Ok(()),
         Some(other) => Err(SamlError::Status(super::response::short_status(other))),
@@ -81,6 +91,13 @@ pub(super) fn response(r: &Response, e: &Expect<'_>) -> Result<(), SamlError> {
 
 /// The assertion: issuer, time windows, audience, bearer confirmation, IdP session.
 pub(super) fn assertion(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> {
+    if a.version != "2.0" {
+        return Err(SamlError::Version);
+    }
+    // The browser SSO profile (4.1.4.2): a login assertion says that someone authenticated.
+    if a.authn_statements.as_ref().is_none_or(|s| s.is_empty()) {
+        return Err(SamlError::NoAuthnStatement);
+    }
     e.issued_recently(a.issue_instant)?;
     e.issuer(a.issuer.value.as_deref())?;
     let (now, skew) = (e.now, e.skew());
@@ -184,7 +201,7 @@ mod tests {
             .map(|i| format!(r#" InResponseTo="{i}""#))
             .unwrap_or_default();
         format!(
-            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a" Version="2.0" IssueInstant="{t}"><saml:Issuer>{IDP}</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{later}" Recipient="{recipient}"{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{t}" NotOnOrAfter="{later}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions></saml:Assertion>"#,
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a" Version="2.0" IssueInstant="{t}"><saml:Issuer>{IDP}</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{later}" Recipient="{recipient}"{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{t}" NotOnOrAfter="{later}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="{t}" SessionIndex="s1"/></saml:Assertion>"#,
             aud = cfg.entity_id
         )
     }
@@ -221,6 +238,25 @@ mod tests {
         assert!(e.to_string().contains("not valid yet"), "{e}");
     }
 
+    /// An assertion that does not say anyone authenticated (attribute or authorization
+    /// statements only) or is not SAML 2.0 is no login.
+    #[test]
+    fn an_assertion_without_an_authn_statement_or_of_another_version_is_refused() {
+        let cfg = cfg();
+        let acs = cfg.acs_url.to_string();
+        let xml = assertion_xml(&cfg, Some("_req"), &acs);
+        let re = regex::Regex::new(r"<saml:AuthnStatement [^>]*/>").unwrap();
+        let bare: Assertion = re.replace(&xml, "").parse().unwrap();
+        let e = assertion(&bare, &expect(&cfg, Some("_req"))).unwrap_err();
+        assert!(matches!(e, SamlError::NoAuthnStatement), "{e}");
+        let old: Assertion = xml
+            .replace("Version=\"2.0\"", "Version=\"2.1\"")
+            .parse()
+            .unwrap();
+        let e = assertion(&old, &expect(&cfg, Some("_req"))).unwrap_err();
+        assert!(matches!(e, SamlError::Version), "{e}");
+    }
+
     /// An unsolicited assertion that names a request answers somebody else's login.
     #[test]
     fn an_unsolicited_assertion_must_not_claim_to_answer_a_request() {
@@ -237,21 +273,30 @@ mod tests {
     #[test]
     fn a_signed_response_without_our_destination_is_refused() {
         let cfg = cfg();
-        let r = |dest: &str| -> Response {
+        let r = |dest: &str| -> String {
             format!(
                 r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r" Version="2.0" IssueInstant="{}" InResponseTo="_req"{dest}><samlp:Status><samlp:StatusCode Value="{STATUS_SUCCESS}"/></samlp:Status></samlp:Response>"#,
                 at(Utc::now())
             )
-            .parse()
-            .unwrap()
+        };
+        let check = |xml: &str, req: Option<&str>| {
+            let doc = roxmltree::Document::parse(xml).unwrap();
+            response(doc.root_element(), &expect(&cfg, req))
         };
         let ok = r(&format!(r#" Destination="{}""#, cfg.acs_url));
-        response(&ok, &expect(&cfg, Some("_req"))).unwrap();
+        check(&ok, Some("_req")).unwrap();
         for bad in ["", r#" Destination="https://evil.example/acs""#] {
-            let e = response(&r(bad), &expect(&cfg, Some("_req"))).unwrap_err();
+            let e = check(&r(bad), Some("_req")).unwrap_err();
             assert!(matches!(e, SamlError::Destination), "{bad}: {e}");
         }
-        let e = response(&ok, &expect(&cfg, None)).unwrap_err();
+        let e = check(&ok, None).unwrap_err();
         assert!(matches!(e, SamlError::InResponseTo), "{e}");
+        // SAML core 3.2.2: only Version 2.0 is ours.
+        let e = check(
+            &ok.replace("Version=\"2.0\"", "Version=\"1.1\""),
+            Some("_req"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, SamlError::Version), "{e}");
     }
 }

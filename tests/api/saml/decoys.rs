@@ -288,3 +288,36 @@ async fn extra_encrypted_keys_and_a_second_encrypted_data_are_refused_before_any
     )
     .await;
 }
+
+/// The workaround the advisory gives for older versions: a connection that requires the
+/// assertion's own signature processes only an assertion the IdP signed, so a decoy's
+/// plaintext (which nobody but the IdP can sign) is refused there too.
+#[tokio::test]
+async fn with_required_signature_assertion_a_decoy_gets_no_session_either() {
+    for required in [
+        "required_signature = \"assertion\"",
+        "required_signature = \"both\"",
+    ] {
+        let app = encrypted_app(required).await;
+        let template = plain_template(&app).await;
+        app.idp
+            .configure(json!({ "encrypt": true, "sign": "both" }))
+            .await;
+        for (name, decl) in decoy_names() {
+            let (b, p) = genuine(&app).await;
+            let xml = p.xml();
+            let evil = mallory_for(&xml, &template);
+            let decoy = encrypted_element(&app.sp.cert_path, &evil, name, &decl);
+            let forged = insert_after(&xml, r"<(\w+:)?KeyInfo[^>]*>", &decoy);
+            refused(
+                &app,
+                &b,
+                &p.with_xml(&forged),
+                "saml_misplaced_element",
+                "refused",
+            )
+            .await;
+        }
+        assert_eq!(app.account_count().await, 0, "{required}");
+    }
+}

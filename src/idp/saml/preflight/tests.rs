@@ -75,7 +75,7 @@ fn a_second_assertion_anywhere_is_refused() {
     ));
     assert_eq!(
         scan(&hidden, "Response"),
-        Err(PreflightError::AssertionCount(2))
+        Err(PreflightError::Misplaced("Assertion"))
     );
     assert_eq!(
         scan(&response(""), "Response"),
@@ -165,4 +165,131 @@ proptest::proptest! {
         let _ = decode_post(&s, 4096);
         let _ = decode_redirect(&s, 4096);
     }
+}
+
+const XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+
+/// An encrypted assertion as IdPs send it, with `keys` EncryptedKey elements in its KeyInfo.
+fn encrypted(keys: usize) -> String {
+    let key = r#"<xenc:EncryptedKey><xenc:CipherData><xenc:CipherValue>k</xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey>"#;
+    format!(
+        r#"<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc="{XENC}"><ds:KeyInfo>{}</ds:KeyInfo><xenc:CipherData><xenc:CipherValue>c</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>"#,
+        key.repeat(keys)
+    )
+}
+
+#[test]
+fn an_encrypted_assertion_passes_with_at_most_two_keys() {
+    for keys in [1, 2] {
+        let s = scan(&response(&encrypted(keys)), "Response").unwrap();
+        assert!(s.encrypted);
+    }
+    assert_eq!(
+        scan(&response(&encrypted(3)), "Response"),
+        Err(PreflightError::EncryptionBounds)
+    );
+    let two_data = response(&encrypted(1).replace(
+        "</saml:EncryptedAssertion>",
+        &format!(r#"<xenc:EncryptedData xmlns:xenc="{XENC}"/></saml:EncryptedAssertion>"#),
+    ));
+    assert_eq!(
+        scan(&two_data, "Response"),
+        Err(PreflightError::EncryptionBounds)
+    );
+}
+
+/// The authentication bypass of the first release: a decoy named EncryptedAssertion, in any
+/// namespace or none, where the signature does not reach. Each keeps the count of SAML
+/// assertions at one, so only the placement rule can refuse it here.
+#[test]
+fn a_decoy_encrypted_assertion_in_any_namespace_outside_its_place_is_refused() {
+    let genuine = encrypted(1);
+    let decoys = [
+        genuine
+            .replace("saml:EncryptedAssertion", "x:EncryptedAssertion")
+            .replacen(
+                "<x:EncryptedAssertion>",
+                r#"<x:EncryptedAssertion xmlns:x="urn:example:decoy">"#,
+                1,
+            ),
+        genuine.replace("saml:EncryptedAssertion", "EncryptedAssertion"),
+        genuine.clone(),
+    ];
+    for (i, decoy) in decoys.iter().enumerate() {
+        let places = [
+            format!(
+                r##"<ds:Signature><ds:SignedInfo><ds:Reference URI="#r1"/></ds:SignedInfo><ds:KeyInfo>{decoy}</ds:KeyInfo></ds:Signature>{genuine}"##
+            ),
+            format!(
+                r##"<ds:Signature><ds:SignedInfo><ds:Reference URI="#r1"/></ds:SignedInfo><ds:Object>{decoy}</ds:Object></ds:Signature>{genuine}"##
+            ),
+            format!("<samlp:Extensions>{decoy}</samlp:Extensions>{genuine}"),
+            genuine.replace(
+                "<xenc:EncryptedData",
+                &format!("{decoy}<xenc:EncryptedData"),
+            ),
+        ];
+        for (j, xml) in places.iter().enumerate() {
+            let got = scan(&response(xml), "Response");
+            assert!(
+                matches!(got, Err(PreflightError::Misplaced(_))),
+                "decoy {i} at place {j}: {got:?}"
+            );
+        }
+    }
+    // A foreign-namespace sibling after the genuine element, and no namespace at all.
+    for decoy in &decoys[..2] {
+        let got = scan(&response(&format!("{genuine}{decoy}")), "Response");
+        assert_eq!(got, Err(PreflightError::Misplaced("EncryptedAssertion")));
+    }
+    // Encryption elements of their own outside the assertion, in any namespace.
+    for stray in [
+        format!(r#"<xenc:EncryptedKey xmlns:xenc="{XENC}"/>"#),
+        r#"<y:EncryptedData xmlns:y="urn:example:decoy"/>"#.to_string(),
+        format!(r#"<xenc:EncryptedData xmlns:xenc="{XENC}"/>"#),
+    ] {
+        let xml = response(&format!(
+            "<samlp:Extensions>{stray}</samlp:Extensions>{genuine}"
+        ));
+        assert!(
+            matches!(scan(&xml, "Response"), Err(PreflightError::Misplaced(_))),
+            "{stray}"
+        );
+    }
+    // A plain assertion in a foreign namespace, with one genuine SAML assertion.
+    let foreign = ASSERTION
+        .replace("saml:Assertion", "z:Assertion")
+        .replacen(
+            "<z:Assertion ",
+            r#"<z:Assertion xmlns:z="urn:example:decoy" "#,
+            1,
+        )
+        .replace("a1", "evil");
+    let xml = response(&format!("{foreign}{ASSERTION}"));
+    assert_eq!(
+        scan(&xml, "Response"),
+        Err(PreflightError::Misplaced("Assertion"))
+    );
+}
+
+#[test]
+fn a_decrypted_assertion_is_scanned_as_strictly_as_a_message() {
+    let s =
+        scan_assertion(&ASSERTION.replace("<saml:Assertion ", &format!("<saml:Assertion {NS} ")))
+            .unwrap();
+    assert!(s.assertion_signed());
+    assert_eq!(s.assertion_id.as_deref(), Some("a1"));
+    let nested = ASSERTION
+        .replace("<saml:Assertion ", &format!("<saml:Assertion {NS} "))
+        .replace(
+            "</saml:Subject>",
+            &format!(
+                "</saml:Subject><saml:Advice>{}</saml:Advice>",
+                ASSERTION.replace("a1", "a2")
+            ),
+        );
+    assert_eq!(
+        scan_assertion(&nested),
+        Err(PreflightError::Misplaced("Assertion"))
+    );
 }
