@@ -154,14 +154,18 @@ impl Mapping {
                     None
                 }
             };
-            if r.role.trim().is_empty() {
-                errors
-                    .borrow_mut()
-                    .push((format!("{key}.role"), "must not be empty".into()));
-            }
-            if let Some(matcher) = matcher {
+            let role = match RoleName::parse(&r.role) {
+                Ok(role) => Some(role),
+                Err(why) => {
+                    errors
+                        .borrow_mut()
+                        .push((format!("{key}.role"), why.into()));
+                    None
+                }
+            };
+            if let (Some(matcher), Some(role)) = (matcher, role) {
                 roles.push(RoleRule {
-                    role: r.role.trim().to_string(),
+                    role: role.0,
                     claim: r.claim.clone(),
                     matcher,
                 });
@@ -285,6 +289,39 @@ impl Matcher {
 
 fn root(path: &str) -> &str {
     path.split('.').next().unwrap_or(path)
+}
+
+/// A role name as apps receive it: the groups header joins roles with commas, so a name with a
+/// comma would read as two roles (one of them chosen by whoever names the role), and control
+/// characters or spaces at the ends would change the header or look like another role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleName(String);
+
+impl RoleName {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if s.is_empty() {
+            return Err("must not be empty");
+        }
+        if s.trim() != s {
+            return Err("must not start or end with a space (remove it)");
+        }
+        if s.contains(',') {
+            return Err("must not contain a comma: the groups header joins roles with commas");
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err("must be at most 128 bytes long");
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Looks a claim up by dotted path (`realm_access.roles`). A claim whose own name contains a dot

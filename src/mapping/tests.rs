@@ -182,3 +182,47 @@ proptest! {
         prop_assert_eq!(m.apply(&c), m.apply(&c));
     }
 }
+
+/// The groups header joins roles with commas: a role named `admin,billing` was sent to apps
+/// as two roles, and one with a trailing space or a control character as a role no rule
+/// names. Such names are refused when the mapping is compiled, naming the key.
+#[test]
+fn role_names_with_commas_control_characters_or_spaces_at_the_ends_are_refused() {
+    for bad in [
+        "admin,billing",
+        " admin",
+        "admin ",
+        "ad\nmin",
+        "a\u{7f}",
+        "",
+    ] {
+        let cfg: MappingConfig = toml::from_str(&format!(
+            "[[roles]]\nrole = {}\nclaim = \"groups\"\nequals = \"x\"\n",
+            toml::Value::String(bad.into())
+        ))
+        .unwrap();
+        let errors = Mapping::compile(&cfg).unwrap_err();
+        assert!(
+            errors.iter().any(|(k, _)| k == "roles[0].role"),
+            "{bad:?}: {errors:?}"
+        );
+    }
+    assert_eq!(
+        RoleName::parse("team:billing admins").unwrap().as_str(),
+        "team:billing admins"
+    );
+}
+
+proptest! {
+    /// Whatever a parsed role name is, the groups header keeps it as one role.
+    #[test]
+    fn a_parsed_role_name_survives_the_groups_header(s in "\\PC{0,40}") {
+        if let Ok(r) = RoleName::parse(&s) {
+            let header = [r.as_str(), "other"].join(",");
+            let parts: Vec<&str> = header.split(',').collect();
+            prop_assert_eq!(parts.len(), 2);
+            prop_assert_eq!(parts[0], s.as_str());
+            prop_assert_eq!(parts[0].trim(), parts[0]);
+        }
+    }
+}

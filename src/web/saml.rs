@@ -249,10 +249,12 @@ async fn slo_inner(
     if lr.issuer.as_deref() != Some(idp.entity_id.as_str()) {
         return Err(bad("it was issued by another identity provider"));
     }
-    if let Some(d) = &lr.destination
-        && d != cfg.slo_url.as_str()
-    {
-        return Err(bad("it was sent to another endpoint (Destination)"));
+    // A signed message names where it was sent (bindings 3.4.5.2): without it, a LogoutRequest
+    // the IdP signed for another SP (which may share our NameIDs) would end sessions here.
+    match lr.destination.as_deref() {
+        Some(d) if d == cfg.slo_url.as_str() => {}
+        Some(_) => return Err(bad("it was sent to another endpoint (Destination)")),
+        None => return Err(bad("it names no Destination, which a signed message must")),
     }
     let now = chrono::Utc::now();
     let skew = chrono::Duration::from_std(cfg.clock_skew).unwrap_or_default();

@@ -66,18 +66,18 @@ fn attr<'a>(xml: &'a str, name: &str) -> &'a str {
     re.captures(xml).unwrap().get(1).unwrap().as_str()
 }
 
-/// The names a decoy can take: the SAML one, a foreign namespace, no namespace.
+/// The names a decoy can take: a foreign namespace (the bypass), no namespace, the SAML one.
 fn decoy_names() -> [(&'static str, String); 3] {
     [
-        (
-            "saml:EncryptedAssertion",
-            format!(r#" xmlns:saml="{SAML_NS}""#),
-        ),
         (
             "x:EncryptedAssertion",
             r#" xmlns:x="urn:example:decoy""#.into(),
         ),
         ("EncryptedAssertion", r#" xmlns="""#.into()),
+        (
+            "saml:EncryptedAssertion",
+            format!(r#" xmlns:saml="{SAML_NS}""#),
+        ),
     ]
 }
 

@@ -95,3 +95,57 @@ async fn idp_initiated_logout_revokes_the_matching_session_and_answers() {
     assert!(r.text().await.unwrap().contains("signed"));
     assert_eq!(app.verify(&bob).await.status(), 200);
 }
+
+/// Bindings 3.4.5.2: a signed LogoutRequest names its Destination. One without it was
+/// accepted, so a LogoutRequest the IdP signed for another SP that shares our NameIDs would
+/// end sessions here.
+#[tokio::test]
+async fn an_idp_logout_request_without_destination_is_refused() {
+    use base64::Engine;
+    use std::io::Read;
+    let app = spawn(SamlOptions::default()).await;
+    let alice = Browser::new();
+    assert_eq!(app.login(&alice, "alice").await.status(), 303);
+    let idp_browser = Browser::new();
+    let r = idp_browser
+        .get(&format!(
+            "{}/saml/slo/init?nameId=alice@example.com",
+            app.idp.base
+        ))
+        .await;
+    let to_sp = url::Url::parse(&location(&r)).unwrap();
+    let encoded = to_sp
+        .query_pairs()
+        .find(|(k, _)| k == "SAMLRequest")
+        .unwrap()
+        .1
+        .into_owned();
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(deflated.as_slice())
+        .read_to_string(&mut xml)
+        .unwrap();
+    let re = regex::Regex::new(r#" Destination="[^"]*""#).unwrap();
+    let without = re.replace(&xml, "").into_owned();
+    assert_ne!(without, xml, "the IdP's request names a Destination");
+    let key =
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(app.dir.join("idp.key")).unwrap())
+            .unwrap();
+    let slo = url::Url::parse(&format!("{}/saml/corp/slo", app.base)).unwrap();
+    let forged =
+        jitbridge::idp::saml::redirect::encode(&slo, "SAMLRequest", &without, None, Some(&key))
+            .unwrap();
+    let r = idp_browser.get(forged.as_str()).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("Destination"));
+    assert_eq!(app.verify(&alice).await.status(), 200, "alice stays in");
+    // The same request with its Destination, signed the same way, ends the session: the
+    // refusal above was the missing Destination, not the re-signing.
+    let with = jitbridge::idp::saml::redirect::encode(&slo, "SAMLRequest", &xml, None, Some(&key))
+        .unwrap();
+    let r = idp_browser.get(with.as_str()).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(app.verify(&alice).await.status(), 401);
+}
