@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub public_url: Url,
     pub workers: usize,
+    /// SAML responses verified at once; more are answered 503 with Retry-After.
+    pub max_saml_verifications: usize,
     /// Host names (besides the public URL's) that `rd` may redirect to after login.
     pub allowed_redirect_hosts: Vec<String>,
     pub cookie: CookieConfig,

@@ -25,6 +25,7 @@ struct RawServer {
     listen: Option<String>,
     public_url: Option<String>,
     workers: Option<usize>,
+    max_concurrent_saml_verifications: Option<usize>,
     #[serde(default)]
     allowed_redirect_hosts: Vec<String>,
     cookie_domain: Option<String>,
@@ -266,6 +267,20 @@ impl RawConfig {
             .server
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        // Each SAML verification (and decryption) costs a millisecond or more of CPU on the
+        // blocking pool: a bound keeps a flood of junk POSTs from queueing without end.
+        let max_saml_verifications = self
+            .server
+            .max_concurrent_saml_verifications
+            .unwrap_or(2 * workers.max(1));
+        if max_saml_verifications == 0 {
+            c.push(
+                "server.max_concurrent_saml_verifications",
+                Some("0"),
+                "must be at least 1",
+                "remove the key for the default (twice the worker count)",
+            );
+        }
         let allowed_redirect_hosts = self
             .server
             .allowed_redirect_hosts
@@ -398,6 +413,7 @@ impl RawConfig {
                 listen,
                 public_url,
                 workers,
+                max_saml_verifications,
                 allowed_redirect_hosts,
                 cookie: CookieConfig {
                     name: cookie_name.into(),

@@ -78,6 +78,7 @@ impl LoginError {
                 SamlError::Invalid(_) => "saml_invalid",
                 SamlError::SessionEnded => "saml_session_ended",
                 SamlError::Subject(_) => "saml_subject",
+                SamlError::Busy => "saml_busy",
                 SamlError::Logout(_) => "saml_logout_invalid",
             },
             Self::Replayed => "saml_replayed",
@@ -135,7 +136,7 @@ impl ResponseError for LoginError {
             Self::Adapter(AdapterError::Unavailable(_)) | Self::Saml(SamlError::NoMetadata) => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Saml(SamlError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -155,14 +156,21 @@ impl ResponseError for LoginError {
             }
             other => other.to_string(),
         };
-        html_page(
+        let mut page = html_page(
             status,
             &ErrorPage {
                 title,
                 message,
                 status: status.as_u16(),
             },
-        )
+        );
+        if matches!(self, Self::Saml(SamlError::Busy)) {
+            page.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            );
+        }
+        page
     }
 }
 

@@ -172,9 +172,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         })
         .collect();
     let mut saml = BTreeMap::new();
+    let verify_slots = Arc::new(tokio::sync::Semaphore::new(
+        config.server.max_saml_verifications,
+    ));
     for c in config.connections.iter().filter(|c| c.saml().is_some()) {
         let p = Arc::new(
-            SamlProvider::new(c, http.clone())
+            SamlProvider::new(c, http.clone(), verify_slots.clone())
                 .with_context(|| format!("cannot prepare the SAML connection {}", c.name))?,
         );
         // A metadata file that cannot be used is a configuration error; a URL that is down is

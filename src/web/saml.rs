@@ -123,6 +123,7 @@ async fn acs_inner(
     relay_seen: &mut Option<String>,
 ) -> Result<(crate::session::SessionId, String), LoginError> {
     let p = provider(state, connection)?;
+    let _slot = p.verify_slot()?;
     let cfg = p.config();
     let form = read_form(payload, cfg.max_response_bytes / 3 * 4 + 16 * 1024).await?;
     let field = |name: &str| -> Result<Option<&str>, LoginError> {

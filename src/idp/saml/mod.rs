@@ -68,6 +68,9 @@ pub enum SamlError {
     Invalid(String),
     #[error("the identity provider's session has already ended (SessionNotOnOrAfter)")]
     SessionEnded,
+    /// Every verification slot is taken (`server.max_concurrent_saml_verifications`).
+    #[error("too many sign-ins are being checked right now; please try again in a moment")]
+    Busy,
     #[error("the assertion names no usable subject: {0}")]
     Subject(String),
     #[error("the logout message is invalid: {0}")]
@@ -81,6 +84,9 @@ pub struct SamlProvider {
     sp_key: Option<PKey<Private>>,
     sp_cert: Option<X509>,
     http: reqwest::Client,
+    /// Shared by every SAML connection of the process: verification is CPU work on the
+    /// blocking pool, and a stranger can post as many responses as they like.
+    verify_slots: Arc<tokio::sync::Semaphore>,
     idp: RwLock<Option<Arc<IdpView>>>,
     last_fetch: std::sync::Mutex<Option<Instant>>,
 }
@@ -92,7 +98,11 @@ pub struct StartedSamlLogin {
 }
 
 impl SamlProvider {
-    pub fn new(conn: &ConnectionConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+    pub fn new(
+        conn: &ConnectionConfig,
+        http: reqwest::Client,
+        verify_slots: Arc<tokio::sync::Semaphore>,
+    ) -> anyhow::Result<Self> {
         let cfg = conn
             .saml()
             .expect("SamlProvider::new is called for SAML connections")
@@ -113,6 +123,7 @@ impl SamlProvider {
             sp_key,
             sp_cert,
             http,
+            verify_slots,
             idp: RwLock::new(None),
             last_fetch: std::sync::Mutex::new(None),
         })
@@ -226,6 +237,21 @@ impl SamlProvider {
             redirect_url,
             request_id,
         })
+    }
+
+    /// One of the process's SAML verification slots, held for as long as the ACS works on a
+    /// response. Refused at once rather than queued: a queue would let a flood delay real
+    /// logins without bound, and the browser can retry (the pending login is left untouched).
+    pub fn verify_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SamlError> {
+        self.verify_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SamlError::Busy)
+    }
+
+    /// The semaphore behind [`Self::verify_slot`] (tests fill it).
+    pub fn verify_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.verify_slots
     }
 
     /// Verifies a POSTed `SAMLResponse`. `expected_request` is the id of our outstanding

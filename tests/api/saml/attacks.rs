@@ -377,3 +377,31 @@ async fn sha1_signatures_are_refused_by_default() {
     let p = app.login_until_post(&b, "alice", "/").await;
     refused(&app, &b, &p, "saml_signature_invalid", "refused algorithm").await;
 }
+
+/// Verification is CPU work that any stranger can ask for: with every slot taken, the ACS
+/// answers 503 with Retry-After at once, touching neither the pending login nor the session
+/// store, and the same response goes through once a slot is free.
+#[tokio::test]
+async fn when_every_verification_slot_is_taken_the_acs_answers_503_and_the_login_can_retry() {
+    let app = spawn(SamlOptions::default()).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    let slots = app.state.saml[super::CONNECTION].verify_slots().clone();
+    let all = slots.available_permits() as u32;
+    assert!(all >= 1);
+    let held = slots.clone().acquire_many_owned(all).await.unwrap();
+    let r = app.post(&b, &p).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert!(!sets_session_cookie(&r));
+    assert_eq!(
+        app.failure_reasons().await.first().map(String::as_str),
+        Some("saml_busy")
+    );
+    drop(held);
+    let r = app.post(&b, &p).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+}
