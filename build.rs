@@ -47,7 +47,7 @@ fn main() {
         .allowlist_function("xmlSecTransform(Enveloped|ExclC14N|InclC14N|InclC14N11)GetKlass")
         .allowlist_function("xmlSecOpenSSLTransform(Sha224|Sha256|Sha384|Sha512|RsaSha224|RsaSha256|RsaSha384|RsaSha512|EcdsaSha224|EcdsaSha256|EcdsaSha384|EcdsaSha512|DsaSha256)GetKlass")
         .allowlist_type("xmlSecDSigCtx|xmlSecDSigReferenceCtx|xmlSecDSigStatus")
-        .allowlist_var("xmlSecTransformUriType(Empty|SameDocument)|XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES")
+        .allowlist_var("xmlSecTransformUriType(Empty|SameDocument)|XMLSEC_DSIG_FLAGS_(STORE_SIGNEDINFO_REFERENCES|IGNORE_MANIFESTS)")
         .allowlist_var("xmlSecKeyDataFormat.*")
         .layout_tests(true)
         .generate_comments(false)

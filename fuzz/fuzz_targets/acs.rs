@@ -361,15 +361,9 @@ fn check_accepted(
             .collect()
     };
     let outer = reduce(xml).ok();
-    if !xml.contains("EncryptedAssertion") {
-        let reduced =
-            outer.unwrap_or_else(|| panic!("accepted a response whose signatures do not verify"));
-        assert!(
-            holds(&reduced),
-            "accepted subject {:?} / assertion {:?} not inside the signed content",
-            ok.subject,
-            ok.assertion_id
-        );
+    // A plain assertion: the signed content itself holds what was accepted (whatever else the
+    // text mentions).
+    if outer.as_deref().is_some_and(holds) {
         return;
     }
     let mut trusted: Vec<String> = Vec::new();

@@ -73,6 +73,7 @@ impl LoginError {
                 SamlError::BadSignature => "saml_signature_invalid",
                 SamlError::Decryption(step) => step.reason(),
                 SamlError::Version => "saml_version",
+                SamlError::UnsignedCbc => "saml_unsigned_cbc",
                 SamlError::NoAuthnStatement => "saml_no_authn_statement",
                 SamlError::Audience => "saml_audience",
                 SamlError::Invalid(_) => "saml_invalid",

@@ -242,18 +242,21 @@ fn unwrap_key(
 
 /// The content cipher of an algorithm URI, and whether it is an AEAD (GCM).
 fn content_cipher(alg: &str) -> Option<(Cipher, bool)> {
-    // AES-GCM is in the xmlenc11 namespace, AES-CBC in xmlenc; either name is accepted.
-    Some(
-        match alg.strip_prefix(XENC).or_else(|| alg.strip_prefix(XENC11)) {
-            Some("aes128-cbc") => (Cipher::aes_128_cbc(), false),
-            Some("aes192-cbc") => (Cipher::aes_192_cbc(), false),
-            Some("aes256-cbc") => (Cipher::aes_256_cbc(), false),
-            Some("aes128-gcm") => (Cipher::aes_128_gcm(), true),
-            Some("aes192-gcm") => (Cipher::aes_192_gcm(), true),
-            Some("aes256-gcm") => (Cipher::aes_256_gcm(), true),
+    // The URIs exactly as the specs name them: AES-CBC in XML Encryption 1.0, AES-GCM in 1.1.
+    if let Some(cbc) = alg.strip_prefix(XENC) {
+        return Some(match cbc {
+            "aes128-cbc" => (Cipher::aes_128_cbc(), false),
+            "aes192-cbc" => (Cipher::aes_192_cbc(), false),
+            "aes256-cbc" => (Cipher::aes_256_cbc(), false),
             _ => return None,
-        },
-    )
+        });
+    }
+    Some(match alg.strip_prefix(XENC11)? {
+        "aes128-gcm" => (Cipher::aes_128_gcm(), true),
+        "aes192-gcm" => (Cipher::aes_192_gcm(), true),
+        "aes256-gcm" => (Cipher::aes_256_gcm(), true),
+        _ => return None,
+    })
 }
 
 fn decrypt_content(
@@ -313,7 +316,10 @@ pub fn decrypt_assertion(
     let p = parse(node).map_err(fail)?;
     let cipher = content_cipher(&p.data_algorithm).ok_or_else(|| fail(Failure::Algorithm))?;
     if !cipher.1 && !cbc_allowed {
-        return Err(fail(Failure::Algorithm));
+        // Depends only on the algorithm the sender named, so saying so leaks nothing, and it
+        // is the one failure an operator can fix (sign the Response, or choose AES-GCM).
+        tracing::info!("AES-CBC assertion without a Response signature refused");
+        return Err(SamlError::UnsignedCbc);
     }
     let transports = p
         .keys
@@ -322,21 +328,30 @@ pub fn decrypt_assertion(
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail)?;
     let data = b64(&p.data_cipher_value).ok_or_else(|| fail(Failure::Structure))?;
-    // The first key that unwraps is used. When none does, the content is decrypted with a
-    // random key anyway, so that a bad key and bad content fail the same way and take the same
-    // path (no oracle on the RSA step).
-    let sym = p
+    // Every key is unwrapped, and one that does not unwrap becomes a random key: the content
+    // is then tried under each candidate in turn. So the number of RSA operations and the
+    // outcome never depend on whether a given EncryptedKey is valid OAEP (no oracle on the RSA
+    // step, also with one genuine and one forged key).
+    let candidates: Vec<Vec<u8>> = p
         .keys
         .iter()
         .zip(transports)
-        .find_map(|(k, t)| unwrap_key(k, t, key).ok())
-        .filter(|s| s.len() == cipher.0.key_len())
-        .unwrap_or_else(|| {
-            let mut random = vec![0; cipher.0.key_len()];
-            openssl::rand::rand_bytes(&mut random).expect("the OS random generator is available");
-            random
-        });
-    let plain = decrypt_content(cipher, &sym, &data).map_err(|_| fail(Failure::Cipher))?;
+        .map(|(k, t)| {
+            unwrap_key(k, t, key)
+                .ok()
+                .filter(|s| s.len() == cipher.0.key_len())
+                .unwrap_or_else(|| {
+                    let mut random = vec![0; cipher.0.key_len()];
+                    openssl::rand::rand_bytes(&mut random)
+                        .expect("the OS random generator is available");
+                    random
+                })
+        })
+        .collect();
+    let plain = candidates
+        .iter()
+        .find_map(|sym| decrypt_content(cipher, sym, &data).ok())
+        .ok_or_else(|| fail(Failure::Cipher))?;
     let text = String::from_utf8(plain).map_err(|_| fail(Failure::Plaintext))?;
     let t = text.trim();
     if !t.starts_with('<') || !t.ends_with('>') {
@@ -439,7 +454,10 @@ mod tests {
     fn aes_cbc_is_refused_unless_a_signature_covers_the_ciphertext() {
         let rsa = new_key();
         let xml = encrypt("aes256-cbc", b"<a/>", &rsa);
-        assert_eq!(failure(decrypt(&xml, &rsa, false)), Failure::Algorithm);
+        assert!(matches!(
+            decrypt(&xml, &rsa, false),
+            Err(SamlError::UnsignedCbc)
+        ));
         let gcm = encrypt("aes128-gcm", b"<a/>", &rsa);
         assert_eq!(decrypt(&gcm, &rsa, false).unwrap(), "<a/>");
     }
@@ -495,5 +513,33 @@ mod tests {
         );
         assert_ne!(nested, xml);
         assert_eq!(failure(decrypt(&nested, &rsa, false)), Failure::Bounds);
+    }
+
+    /// The deeper layer on its own, as if the preflight let a decoy through: from the tree,
+    /// only the SAML-namespace EncryptedAssertion child of the root is taken, never one in a
+    /// signature's KeyInfo or in another namespace.
+    #[test]
+    fn only_the_saml_encrypted_assertion_child_of_the_root_is_taken_from_the_tree() {
+        let rsa = new_key();
+        let genuine = encrypt("aes128-gcm", b"<genuine/>", &rsa);
+        let decoy = encrypt("aes128-gcm", b"<decoy/>", &rsa);
+        let foreign = decoy
+            .replace("saml:EncryptedAssertion", "x:EncryptedAssertion")
+            .replacen("xmlns:saml=", "xmlns:x=", 1)
+            .replacen(
+                "urn:oasis:names:tc:SAML:2.0:assertion",
+                "urn:example:decoy",
+                1,
+            );
+        let xml = format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"><ds:Signature xmlns:ds="{DSIG}"><ds:KeyInfo>{decoy}</ds:KeyInfo></ds:Signature>{foreign}{genuine}</samlp:Response>"#
+        );
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let node = encrypted_assertion(doc.root_element()).unwrap();
+        assert_eq!(decrypt_assertion(node, &rsa, false).unwrap(), "<genuine/>");
+        // Two SAML ones as children of the root: none is chosen.
+        let two = xml.replace(&foreign, &decoy);
+        let doc = roxmltree::Document::parse(&two).unwrap();
+        assert!(encrypted_assertion(doc.root_element()).is_err());
     }
 }

@@ -58,6 +58,10 @@ pub enum SamlError {
     /// (no padding or key-transport oracle); the step is kept for the audit trail only.
     #[error("the encrypted assertion cannot be decrypted with our key")]
     Decryption(decrypt::Failure),
+    #[error(
+        "the assertion is encrypted with AES-CBC but the response is not signed; ask the identity provider to sign the response, or to encrypt with AES-GCM"
+    )]
+    UnsignedCbc,
     #[error("the message is not a SAML 2.0 message (Version)")]
     Version,
     #[error("the assertion carries no AuthnStatement, so it does not say that anyone logged in")]

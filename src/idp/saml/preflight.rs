@@ -17,8 +17,9 @@ pub const ASSERTION_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
 pub const DSIG_NS: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
 pub const XENC_NS: &[u8] = b"http://www.w3.org/2001/04/xmlenc#";
 
-/// The most `EncryptedKey` elements an encrypted assertion may carry: one per certificate an
-/// IdP encrypts to, and two during a rollover of ours. Each one can cost an RSA operation.
+/// The most `EncryptedKey` elements an encrypted assertion may carry: IdPs that encrypt to
+/// several certificates of an SP (during its key rollover) send one per certificate. Each can
+/// cost an RSA operation.
 pub const MAX_ENCRYPTED_KEYS: usize = 2;
 
 const MAX_DEPTH: usize = 64;
@@ -225,6 +226,8 @@ fn scan_rooted(
     let mut stack: Vec<(Vec<u8>, u8, ElementState)> = Vec::new();
     let (mut assertions, mut responses, mut statuses) = (0usize, 0usize, 0usize);
     let (mut encrypted_data, mut encrypted_keys) = (0usize, 0usize);
+    let (mut response_signatures, mut assertion_signatures, mut other_signatures) =
+        (0usize, 0usize, 0usize);
     let is_response = root_ns == PROTOCOL_NS && root == "Response";
     let mut seen_root = false;
     // Which signature we are inside: 1 = on the Response, 2 = on the Assertion.
@@ -284,6 +287,16 @@ fn scan_rooted(
                         Some(class == XENC && parent == Some((b"EncryptedAssertion", SAML)))
                     }
                     b"EncryptedKey" => Some(class == XENC && inside_encrypted),
+                    // A signature only on the message or on the assertion (one each), never
+                    // in Extensions or elsewhere: libxmlsec1 digests every Reference before
+                    // it checks SignatureValue, so a stray signature with thousands of them
+                    // is that much hashing for a stranger's POST.
+                    b"Signature" if class == DS => Some(
+                        depth == 1
+                            || parent == Some((b"Assertion", SAML))
+                            || (root_ns == ASSERTION_NS && depth == 1),
+                    ),
+                    b"Manifest" | b"Object" if class == DS => Some(false),
                     _ => None,
                 };
                 if placed == Some(false) {
@@ -291,13 +304,19 @@ fn scan_rooted(
                         b"Assertion" => "Assertion",
                         b"EncryptedAssertion" => "EncryptedAssertion",
                         b"EncryptedData" => "EncryptedData",
-                        _ => "EncryptedKey",
+                        b"EncryptedKey" => "EncryptedKey",
+                        b"Signature" => "Signature",
+                        b"Manifest" => "Manifest",
+                        _ => "Object",
                     }));
                 }
                 match (class, local.as_slice()) {
                     (SAMLP, b"Response")
                     | (SAMLP, b"LogoutRequest")
                     | (SAMLP, b"LogoutResponse") => {
+                        if root_ns == ASSERTION_NS {
+                            return Err(PreflightError::Misplaced("protocol message"));
+                        }
                         responses += 1;
                         if responses > 1 {
                             return Err(PreflightError::Duplicated("protocol message"));
@@ -337,11 +356,22 @@ fn scan_rooted(
                         shape.status = attr(e, b"Value");
                     }
                     (DS, b"Signature") => {
-                        signature_owner = match parent {
-                            Some((b"Response", SAMLP)) if depth == 1 => Some((depth, 1)),
-                            Some((b"Assertion", SAML)) => Some((depth, 2)),
-                            _ => None,
+                        let owner = match parent {
+                            Some((b"Response", SAMLP)) if depth == 1 => 1,
+                            Some((b"Assertion", SAML)) => 2,
+                            // The root of another message (LogoutRequest): not ours to read.
+                            _ => 0,
                         };
+                        let seen = match owner {
+                            1 => &mut response_signatures,
+                            2 => &mut assertion_signatures,
+                            _ => &mut other_signatures,
+                        };
+                        *seen += 1;
+                        if *seen > 1 {
+                            return Err(PreflightError::Duplicated("signature"));
+                        }
+                        signature_owner = (owner != 0).then_some((depth, owner));
                     }
                     (DS, b"Reference") => {
                         if let Some((_, owner)) = signature_owner {

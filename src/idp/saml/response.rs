@@ -108,6 +108,8 @@ pub(super) fn verify(
             return finish(cfg, &expect, a, shape.assertion_id.as_deref(), &verified);
         }
     } else if shape.encrypted {
+        // A connection that needs the Response signed refuses before any RSA operation.
+        require_signatures(cfg, false, true)?;
         let key = sp_key.ok_or_else(no_sp_key)?;
         let tree = parse_tree(&xml)?;
         let enc = super::decrypt::encrypted_assertion(tree.root_element())?;

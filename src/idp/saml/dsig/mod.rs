@@ -174,7 +174,10 @@ impl Context {
         // SAFETY: the klass getters return static descriptors; ctx is live.
         unsafe {
             let c = ctx.0.as_ptr();
-            (*c).flags |= ffi::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES;
+            // Manifests are references SAML never uses; each would be one more digest over
+            // attacker-chosen content before any signature is known good.
+            (*c).flags |= ffi::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES
+                | ffi::XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS;
             (*c).enabledReferenceUris =
                 ffi::xmlSecTransformUriTypeEmpty | ffi::xmlSecTransformUriTypeSameDocument;
             let c14n = [

@@ -293,3 +293,41 @@ fn a_decrypted_assertion_is_scanned_as_strictly_as_a_message() {
         Err(PreflightError::Misplaced("Assertion"))
     );
 }
+
+/// libxmlsec1 digests every Reference of a signature before checking its SignatureValue: a
+/// stray signature (in Extensions, a second one on the Response, a Manifest) is refused before
+/// it gets there.
+#[test]
+fn a_signature_outside_the_message_or_the_assertion_is_refused_before_any_digest() {
+    let sig = r##"<ds:Signature><ds:SignedInfo><ds:Reference URI="#r1"/></ds:SignedInfo></ds:Signature>"##;
+    let stray = response(&format!(
+        "<samlp:Extensions>{sig}</samlp:Extensions>{ASSERTION}"
+    ));
+    assert_eq!(
+        scan(&stray, "Response"),
+        Err(PreflightError::Misplaced("Signature"))
+    );
+    let twice = response(&format!("{sig}{sig}{ASSERTION}"));
+    assert_eq!(
+        scan(&twice, "Response"),
+        Err(PreflightError::Duplicated("signature"))
+    );
+    let manifest = response(&ASSERTION.replace(
+        "</ds:SignedInfo>",
+        "</ds:SignedInfo><ds:Object><ds:Manifest/></ds:Object>",
+    ));
+    assert_eq!(
+        scan(&manifest, "Response"),
+        Err(PreflightError::Misplaced("Object"))
+    );
+    let inner_protocol = ASSERTION
+        .replace("<saml:Assertion ", &format!("<saml:Assertion {NS} "))
+        .replace(
+            "</saml:Subject>",
+            "</saml:Subject><samlp:Response ID=\"x\"/>",
+        );
+    assert_eq!(
+        scan_assertion(&inner_protocol),
+        Err(PreflightError::Misplaced("protocol message"))
+    );
+}
