@@ -244,6 +244,26 @@ impl DbConnection {
     }
 }
 
+/// Locks the account row until the end of the transaction; false when there is no such row.
+///
+/// PostgreSQL runs READ COMMITTED: without the lock, a decision taken on a read (is the account
+/// active?) can be overtaken by a disable that commits before our own commit. `FOR UPDATE` makes
+/// a concurrent disable wait for us, and makes us wait for one already under way and then see
+/// its result. SQLite needs nothing: a write transaction (`BEGIN IMMEDIATE`) is exclusive.
+pub fn lock_account_row(c: &mut DbConnection, account_id: &str) -> Result<bool, DbError> {
+    use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
+    match c {
+        DbConnection::Postgresql(pg) => Ok(schema::accounts::table
+            .filter(schema::accounts::id.eq(account_id))
+            .select(schema::accounts::id)
+            .for_update()
+            .first::<String>(pg)
+            .optional()?
+            .is_some()),
+        DbConnection::Sqlite(_) => Ok(true),
+    }
+}
+
 /// Now, in UTC, at the precision both backends keep (microseconds).
 pub fn now() -> time::PrimitiveDateTime {
     let now = time::OffsetDateTime::now_utc();

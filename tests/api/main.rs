@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod demo;
+mod direct;
 mod helpers;
 mod nginx;
 mod oidc_login;
