@@ -139,3 +139,40 @@ fn accounts_enable_no_longer_leaves_the_old_disable_reason_and_time_set() {
     assert_eq!(acc.disabled_reason, None, "the old reason stays set");
     assert_eq!(acc.disabled_at, None, "the old disable time stays set");
 }
+
+/// Regression: on PostgreSQL over TLS, CLI commands sometimes crashed (SIGSEGV) at exit after
+/// the change was committed and printed: a pool thread was still opening a TLS connection while
+/// the process exited. A cron job read a failure for a change that was made. Every run of a
+/// loop of disables and enables must exit 0 (on PostgreSQL with `sslmode=require`, which the
+/// test server offers).
+#[test]
+fn cli_account_commands_no_longer_crash_at_exit() {
+    const RUNS: usize = 200;
+    let (_test_db, url) = database_with_alice();
+    let url = if crate::helpers::uses_postgres() {
+        format!("{url}?sslmode=require")
+    } else {
+        url
+    };
+    let mut failures = Vec::new();
+    for run in 0..RUNS {
+        let args: &[&str] = if run % 2 == 0 {
+            &["disable", "alice", "--reason", "loop"]
+        } else {
+            &["enable", "alice"]
+        };
+        let out = accounts_cmd(&url, args);
+        if !out.status.success() {
+            failures.push(format!(
+                "run {run}: {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {RUNS} runs failed: {failures:#?}",
+        failures.len()
+    );
+}
