@@ -49,19 +49,25 @@ pub fn set_disabled(
     actor: &str,
 ) -> Result<Account, AccountError> {
     conn.write_transaction(|c| {
-        let mut acc = find_by_username(c, username)?
+        let acc = find_by_username(c, username)?
             .ok_or_else(|| AccountError::NotFound(username.into()))?;
         let at = now();
         let (action, status) = match reason {
             Some(_) => ("account.disabled", STATUS_DISABLED),
             None => ("account.enabled", STATUS_ACTIVE),
         };
-        acc.status = status.into();
-        acc.disabled_reason = reason.map(str::to_string);
-        acc.disabled_at = reason.map(|_| at);
-        acc.updated_at = at;
+        // Exactly the status columns, each set explicitly: a whole-row write from the read
+        // above would skip the `None`s (an enable kept the old reason and time) and would
+        // overwrite profile columns a concurrent login just wrote.
+        let disabled_reason = reason.map(str::to_string);
+        let disabled_at = reason.map(|_| at);
         diesel::update(accounts::table.find(&acc.id))
-            .set(&acc)
+            .set((
+                accounts::status.eq(status),
+                accounts::disabled_reason.eq(&disabled_reason),
+                accounts::disabled_at.eq(disabled_at),
+                accounts::updated_at.eq(at),
+            ))
             .execute(c)?;
         if reason.is_some() {
             crate::session::revocations::queue(c, &acc.id)?;
@@ -73,6 +79,12 @@ pub fn set_disabled(
                 .account(&acc.id)
                 .details(json!({ "reason": reason })),
         )?;
-        Ok(acc)
+        Ok(Account {
+            status: status.into(),
+            disabled_reason,
+            disabled_at,
+            updated_at: at,
+            ..acc
+        })
     })
 }

@@ -14,6 +14,9 @@ use std::process::ExitCode;
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a sweep stopped by a safety gate, a listing error or another sweeper.
 const EXIT_SWEEP_STOPPED: u8 = 3;
+/// Exit code for a disable that committed but whose sessions could not be ended in Redis now
+/// (the revocation log still ends them in the servers that follow it).
+const EXIT_SESSIONS_NOT_REVOKED: u8 = 4;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Demo {
@@ -34,9 +37,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => runtime()?.block_on(serve(config)),
         Command::Migrate => {
-            let db = Db::connect(&config.database.url, 1)
+            let db = Db::connect_direct(&config.database.url)
                 .context("cannot open the database (database.url)")?;
             let applied = db.migrate().context("cannot migrate the database")?;
+            close_db(db)?;
             println!("{} migration(s) applied", applied.len());
             for v in applied {
                 println!("  {v}");
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     e.details
                 );
             }
+            close_db(db)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { .. } => unreachable!("handled above"),
@@ -109,6 +114,7 @@ async fn sweep_cmd(
             code = ExitCode::from(EXIT_SWEEP_STOPPED);
         }
     }
+    close_db(db)?;
     Ok(code)
 }
 
@@ -167,11 +173,18 @@ async fn session_store_for_admin(config: &Config) -> anyhow::Result<Option<Sessi
 }
 
 /// Opens the database for an admin command, migrating it first so a fresh file works too.
+/// One direct connection, no pool: see [`Db::connect_direct`] for the crash a pool caused.
 fn open_db(config: &Config) -> anyhow::Result<Db> {
-    let db =
-        Db::connect(&config.database.url, 2).context("cannot open the database (database.url)")?;
+    let db = Db::connect_direct(&config.database.url)
+        .context("cannot open the database (database.url)")?;
     db.migrate().context("cannot migrate the database")?;
     Ok(db)
+}
+
+/// Closes the command's connection before the process exits, so that nothing is left running
+/// while the process tears down.
+fn close_db(db: Db) -> anyhow::Result<()> {
+    db.close().context("cannot close the database connection")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -190,6 +203,16 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 async fn accounts_cmd(config: Config, cmd: AccountsCommand) -> anyhow::Result<ExitCode> {
     let db = open_db(&config)?;
+    let code = accounts_change(&config, &db, cmd).await;
+    close_db(db)?;
+    code
+}
+
+async fn accounts_change(
+    config: &Config,
+    db: &Db,
+    cmd: AccountsCommand,
+) -> anyhow::Result<ExitCode> {
     let actor = format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
@@ -212,13 +235,29 @@ async fn accounts_cmd(config: Config, cmd: AccountsCommand) -> anyhow::Result<Ex
         AccountsCommand::Disable { username, reason } => {
             let acc = accounts::set_disabled(&mut *db.get()?, &username, Some(&reason), &actor)?;
             println!("disabled {}", acc.username);
-            match session_store_for_admin(&config).await? {
-                Some(store) => println!(
-                    "revoked {} session(s)",
-                    store.revoke_account(&acc.id).await?
-                ),
-                None => {
+            // The disable is committed: from here on a failure must not read as "nothing
+            // happened", so it gets its own exit code and says what was done.
+            let revoked = match session_store_for_admin(config).await {
+                Ok(Some(store)) => store
+                    .revoke_account(&acc.id)
+                    .await
+                    .map(Some)
+                    .map_err(Into::into),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match revoked {
+                Ok(Some(n)) => println!("revoked {n} session(s)"),
+                Ok(None) => {
                     println!("running servers end its sessions within a second (revocation log)")
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: {} is disabled, but its sessions could not be ended in Redis now \
+                         (servers following the revocation log still end them): {e:#}",
+                        acc.username
+                    );
+                    return Ok(ExitCode::from(EXIT_SESSIONS_NOT_REVOKED));
                 }
             }
         }

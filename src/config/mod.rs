@@ -74,6 +74,8 @@ pub struct SessionsConfig {
     pub absolute_timeout: Duration,
     /// How long a started login (state, nonce, PKCE verifier) stays valid.
     pub login_timeout: Duration,
+    /// How far back the revocation-log follower re-reads (see `session::revocations`).
+    pub revocation_window: Duration,
 }
 
 #[derive(Debug, Clone)]

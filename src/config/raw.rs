@@ -47,6 +47,7 @@ struct RawSessions {
     idle_timeout: Option<String>,
     absolute_timeout: Option<String>,
     login_timeout: Option<String>,
+    revocation_window: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,6 +371,13 @@ impl RawConfig {
             self.sessions.login_timeout.as_deref(),
             Duration::from_secs(600),
         );
+        // Longer than any transaction that queues revocations (a sweep applies its plan in one
+        // transaction), plus clock differences between hosts.
+        let revocation_window = c.duration(
+            "sessions.revocation_window",
+            self.sessions.revocation_window.as_deref(),
+            Duration::from_secs(15 * 60),
+        );
 
         // [[connection]]
         let mut names = BTreeSet::new();
@@ -435,6 +443,7 @@ impl RawConfig {
                 idle_timeout,
                 absolute_timeout,
                 login_timeout,
+                revocation_window,
             },
             connections,
         })

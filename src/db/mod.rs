@@ -6,6 +6,7 @@
 //! and write transactions that take SQLite's write lock up front. Diesel is synchronous, so
 //! callers go through [`Db::run`], which runs the closure on the blocking thread pool.
 
+mod direct;
 pub mod models;
 pub mod schema;
 
@@ -128,11 +129,42 @@ impl ManageConnection for DbManager {
 
 pub type PooledConn = r2d2::PooledConnection<DbManager>;
 
-/// A connection pool plus the knowledge of which backend it talks to.
+/// A connection pool, or one direct connection, plus the knowledge of which backend it talks to.
 #[derive(Clone)]
 pub struct Db {
-    pool: r2d2::Pool<DbManager>,
+    conns: Conns,
     backend: Backend,
+}
+
+#[derive(Clone)]
+enum Conns {
+    Pool(r2d2::Pool<DbManager>),
+    Direct(direct::Shared),
+}
+
+/// A connection taken from a [`Db`]; it goes back when dropped.
+pub enum DbGuard {
+    Pooled(PooledConn),
+    Direct(direct::Taken),
+}
+
+impl std::ops::Deref for DbGuard {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Direct(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for DbGuard {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        match self {
+            Self::Pooled(c) => c,
+            Self::Direct(c) => c,
+        }
+    }
 }
 
 impl Db {
@@ -148,17 +180,50 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            conns: Conns::Pool(pool),
+            backend,
+        })
+    }
+
+    /// One connection opened on this thread, no pool, for short-lived processes (the CLI).
+    /// r2d2 opens and replenishes connections on background threads that nothing joins; a
+    /// process exiting while one of them was in the middle of a TLS handshake crashed
+    /// (SIGSEGV in the TLS library's exit-time cleanup) after its work was done. Close with
+    /// [`Db::close`] before exit.
+    pub fn connect_direct(url: &Secret) -> Result<Self, DbError> {
+        let manager = DbManager::new(url)?;
+        let backend = manager.backend;
+        let conn = manager.connect()?;
+        Ok(Self {
+            conns: Conns::Direct(direct::Shared::new(conn)),
+            backend,
+        })
+    }
+
+    /// Closes a direct connection now (a pool closes its connections when its last clone is
+    /// dropped). Fails if a clone of this handle still holds the connection: the caller then
+    /// knows that something is still running.
+    pub fn close(self) -> Result<(), DbError> {
+        match self.conns {
+            Conns::Pool(_) => Ok(()),
+            Conns::Direct(shared) => shared.close(),
+        }
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    pub fn get(&self) -> Result<PooledConn, DbError> {
-        self.pool
-            .get()
-            .map_err(|e| DbError::Unavailable(e.to_string()))
+    /// A connection; with a direct connection, waits while another caller uses it.
+    pub fn get(&self) -> Result<DbGuard, DbError> {
+        match &self.conns {
+            Conns::Pool(pool) => pool
+                .get()
+                .map(DbGuard::Pooled)
+                .map_err(|e| DbError::Unavailable(e.to_string())),
+            Conns::Direct(shared) => shared.take().map(DbGuard::Direct),
+        }
     }
 
     /// Runs blocking database work off the async executor.
@@ -181,34 +246,37 @@ impl Db {
 
     /// Applies pending migrations; returns their versions.
     pub fn migrate(&self) -> Result<Vec<String>, DbError> {
-        let mut conn = self.get()?;
-        let mig = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
-        let names = |v: Vec<diesel::migration::MigrationVersion<'_>>| {
-            v.iter().map(|v| v.to_string()).collect()
-        };
-        match &mut *conn {
-            DbConnection::Sqlite(c) => c
-                .run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(names)
-                .map_err(mig),
-            DbConnection::Postgresql(c) => {
-                diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-                    .execute(c)?;
-                let r: Result<Vec<String>, DbError> = c
-                    .run_pending_migrations(POSTGRES_MIGRATIONS)
-                    .map(names)
-                    .map_err(mig);
-                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-                    .execute(c)?;
-                r
-            }
-        }
+        migrate(&mut *self.get()?)
     }
 
     /// Liveness of the database for `/readyz`.
     pub async fn ping(&self) -> Result<(), DbError> {
         self.run(|c| c.batch_execute("SELECT 1").map_err(DbError::Query))
             .await
+    }
+}
+
+/// Applies pending migrations on this connection; returns their versions.
+pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    let mig = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+    let names =
+        |v: Vec<diesel::migration::MigrationVersion<'_>>| v.iter().map(|v| v.to_string()).collect();
+    match conn {
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(names)
+            .map_err(mig),
+        DbConnection::Postgresql(c) => {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(c)?;
+            let r: Result<Vec<String>, DbError> = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(names)
+                .map_err(mig);
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(c)?;
+            r
+        }
     }
 }
 
@@ -241,6 +309,26 @@ impl DbConnection {
                 Err(e)
             }
         }
+    }
+}
+
+/// Locks the account row until the end of the transaction; false when there is no such row.
+///
+/// PostgreSQL runs READ COMMITTED: without the lock, a decision taken on a read (is the account
+/// active?) can be overtaken by a disable that commits before our own commit. `FOR UPDATE` makes
+/// a concurrent disable wait for us, and makes us wait for one already under way and then see
+/// its result. SQLite needs nothing: a write transaction (`BEGIN IMMEDIATE`) is exclusive.
+pub fn lock_account_row(c: &mut DbConnection, account_id: &str) -> Result<bool, DbError> {
+    use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
+    match c {
+        DbConnection::Postgresql(pg) => Ok(schema::accounts::table
+            .filter(schema::accounts::id.eq(account_id))
+            .select(schema::accounts::id)
+            .for_update()
+            .first::<String>(pg)
+            .optional()?
+            .is_some()),
+        DbConnection::Sqlite(_) => Ok(true),
     }
 }
 

@@ -7,7 +7,9 @@ use time::PrimitiveDateTime;
 pub const STATUS_ACTIVE: &str = "active";
 pub const STATUS_DISABLED: &str = "disabled";
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Insertable, AsChangeset)]
+/// No `AsChangeset` on purpose: writing a whole row back from an earlier read overwrites
+/// columns other writers own (a login undid disables that way). Update the columns you own.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = accounts)]
 pub struct Account {
     pub id: String,

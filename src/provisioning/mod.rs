@@ -5,6 +5,10 @@
 //! temporary grants are left alone. Concurrent first logins of one subject race on the
 //! identities primary key: the loser's transaction rolls back on the unique violation and its
 //! retry finds the winner's account, so exactly one account exists whatever the timing.
+//!
+//! A login never writes the status or disable columns, and it decides on the account row only
+//! after locking it, so a disable committed before that point refuses the login and one
+//! committed after it waits for the login's commit (and then wins).
 
 use crate::audit::{self, Event, Outcome};
 use crate::db::models::{Account, AccountRole, Identity, STATUS_ACTIVE};
@@ -44,6 +48,9 @@ pub enum ProvisionError {
     AccountDisabled { account_id: String },
     #[error("the username is already used by another account")]
     UsernameTaken,
+    /// The account was purged between the identity read and its lock; `provision` retries.
+    #[error("the account was removed during the login")]
+    AccountGone,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -74,6 +81,9 @@ pub fn provision(
             Err(ProvisionError::Db(e)) if e.is_unique_violation() && attempt < MAX_ATTEMPTS => {
                 tracing::debug!(attempt, "concurrent first login, retrying");
             }
+            Err(ProvisionError::AccountGone) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, "account purged during the login, retrying");
+            }
             other => return other,
         }
     }
@@ -97,19 +107,30 @@ fn provision_once(
         .first(c)
         .optional()?;
 
-    let existing: Option<Account> = identities::table
-        .inner_join(accounts::table)
+    let existing: Option<String> = identities::table
         .filter(identities::connection.eq(key.connection))
         .filter(identities::subject.eq(key.subject))
-        .select(Account::as_select())
+        .select(identities::account_id)
         .first(c)
         .optional()?;
 
     let (account, created, changed_fields) = match existing {
-        Some(acc) if acc.status != STATUS_ACTIVE => {
-            return Err(ProvisionError::AccountDisabled { account_id: acc.id });
-        }
-        Some(mut acc) => {
+        Some(account_id) => {
+            // Lock the row before deciding anything (PostgreSQL: FOR UPDATE; SQLite: the
+            // write transaction is already exclusive). A disable that commits after the lock
+            // waits for this transaction; one that committed before is what we read below.
+            if !crate::db::lock_account_row(c, &account_id)? {
+                // Purged since the identity read: the retry provisions a new account, as a
+                // login after the purge would.
+                return Err(ProvisionError::AccountGone);
+            }
+            let acc: Account = accounts::table
+                .find(&account_id)
+                .select(Account::as_select())
+                .first(c)?;
+            if acc.status != STATUS_ACTIVE {
+                return Err(ProvisionError::AccountDisabled { account_id });
+            }
             if username_owner
                 .as_ref()
                 .is_some_and(|owner| *owner != acc.id)
@@ -118,31 +139,55 @@ fn provision_once(
             }
             let mut changed = Vec::new();
             if acc.username != profile.username {
-                acc.username.clone_from(&profile.username);
                 changed.push("username");
             }
             if acc.email != profile.email {
-                acc.email.clone_from(&profile.email);
                 changed.push("email");
             }
             if acc.display_name != profile.display_name {
-                acc.display_name.clone_from(&profile.display_name);
                 changed.push("display_name");
             }
             if acc.attributes != attributes {
-                acc.attributes = attributes;
                 changed.push("attributes");
             }
-            if !changed.is_empty() {
-                acc.updated_at = at;
+            let updated_at = if changed.is_empty() {
+                acc.updated_at
+            } else {
+                at
+            };
+            // Only the profile columns login owns: status and the disable columns belong to
+            // the admin and sweeper paths, and writing them back from our read is what undid
+            // disables. The status condition makes the write refuse a disabled account on any
+            // backend, whatever the locking.
+            let written = diesel::update(
+                accounts::table
+                    .find(&acc.id)
+                    .filter(accounts::status.eq(STATUS_ACTIVE)),
+            )
+            .set((
+                accounts::username.eq(&profile.username),
+                accounts::email.eq(&profile.email),
+                accounts::display_name.eq(&profile.display_name),
+                accounts::attributes.eq(&attributes),
+                accounts::updated_at.eq(updated_at),
+                accounts::last_login_at.eq(Some(at)),
+            ))
+            .execute(c)?;
+            if written != 1 {
+                return Err(ProvisionError::AccountDisabled { account_id });
             }
-            acc.last_login_at = Some(at);
-            diesel::update(accounts::table.find(&acc.id))
-                .set(&acc)
-                .execute(c)?;
             diesel::update(identities::table.find((key.connection, key.subject)))
                 .set(identities::last_login_at.eq(Some(at)))
                 .execute(c)?;
+            let acc = Account {
+                username: profile.username.clone(),
+                email: profile.email.clone(),
+                display_name: profile.display_name.clone(),
+                attributes,
+                updated_at,
+                last_login_at: Some(at),
+                ..acc
+            };
             (acc, false, changed)
         }
         None => {

@@ -122,38 +122,34 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Ends the account's sessions and drops its index in one script: Redis runs a script
+    /// atomically, so a session inserted concurrently is either ended here or inserted after,
+    /// with its index entry intact for the next revocation. (Reading the index, then deleting
+    /// it in a second step, dropped the entry of a session inserted in between, which then
+    /// survived every revocation.)
     pub(super) async fn revoke_account(&self, account_id: &str) -> Result<usize, SessionError> {
         let mut conn = self.conn.clone();
-        let account_key = self.key("a", account_id);
-        let keys: Vec<String> = conn.smembers(&account_key).await.map_err(unavailable)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for k in &keys {
-            pipe.del(self.key("s", k)).ignore();
-        }
-        pipe.del(&account_key).ignore();
-        pipe.query_async::<()>(&mut conn)
+        let n: usize = revoke_script()
+            .key(self.key("a", account_id))
+            .arg(self.key("s", ""))
+            .arg("")
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(keys.len())
+        Ok(n)
     }
 
+    /// Like [`Self::revoke_account`] for the index of one IdP session: atomic, and each ended
+    /// session also leaves its account's index.
     pub(super) async fn revoke_idp_session(&self, idp_key: &str) -> Result<usize, SessionError> {
         let mut conn = self.conn.clone();
-        let set = self.key("i", idp_key);
-        let keys: Vec<String> = conn.smembers(&set).await.map_err(unavailable)?;
-        let mut n = 0;
-        for k in &keys {
-            if conn
-                .exists::<_, bool>(self.key("s", k))
-                .await
-                .map_err(unavailable)?
-            {
-                n += 1;
-            }
-            self.delete(k).await?;
-        }
-        let _: () = conn.del(&set).await.map_err(unavailable)?;
+        let n: usize = revoke_script()
+            .key(self.key("i", idp_key))
+            .arg(self.key("s", ""))
+            .arg(self.key("a", ""))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(n)
     }
 
@@ -203,4 +199,36 @@ impl RedisStore {
             .map(|_| ())
             .map_err(unavailable)
     }
+}
+
+/// KEYS[1]: an index set of session keys. ARGV[1]: the prefix of session records; ARGV[2]: the
+/// prefix of account indexes, or empty when KEYS[1] is the account index itself. Deletes every
+/// indexed session (removing it from its account's index), then the index; returns how many
+/// sessions were live. The record and account keys are derived rather than passed in KEYS:
+/// they are only known inside the script, which is what makes it atomic (single Redis node or
+/// Sentinel; a Cluster would need all keys in one hash slot).
+const REVOKE_LUA: &str = r"
+local members = redis.call('SMEMBERS', KEYS[1])
+local ended = 0
+for _, k in ipairs(members) do
+  local record = ARGV[1] .. k
+  if ARGV[2] ~= '' then
+    local raw = redis.call('GET', record)
+    if raw then
+      local ok, decoded = pcall(cjson.decode, raw)
+      if ok and type(decoded) == 'table' and type(decoded.account) == 'table'
+          and type(decoded.account.id) == 'string' then
+        redis.call('SREM', ARGV[2] .. decoded.account.id, k)
+      end
+    end
+  end
+  ended = ended + redis.call('DEL', record)
+end
+redis.call('DEL', KEYS[1])
+return ended
+";
+
+fn revoke_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(REVOKE_LUA))
 }

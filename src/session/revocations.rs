@@ -5,14 +5,25 @@
 //! replica sees it at once. With in-process sessions, the process that holds them may not be the
 //! one that disabled the account (a CLI sweep, another admin command), so each server polls this
 //! log every second and revokes locally.
+//!
+//! The follower must not skip an entry. Following `id > last` did: on PostgreSQL an id is taken
+//! when the row is inserted and becomes visible when its transaction commits, so a long
+//! transaction's id can appear after a later id was already seen. Instead each poll re-reads
+//! every entry written in the last `window` (comfortably longer than the longest transaction
+//! that queues revocations, plus the clock difference between hosts) and everything above the
+//! highest id seen, and applies each id once.
 
 use super::SessionStore;
 use crate::db::schema::session_revocations;
 use crate::db::{Db, DbConnection, DbError};
 use diesel::prelude::*;
+use std::collections::HashMap;
 use std::time::Duration;
+use time::PrimitiveDateTime;
 
 const POLL: Duration = Duration::from_secs(1);
+/// Rows per query; a poll pages through the window in id order.
+const PAGE: i64 = 1000;
 
 /// Queues the end of an account's sessions for every process.
 pub fn queue(c: &mut DbConnection, account_id: &str) -> Result<(), DbError> {
@@ -25,56 +36,139 @@ pub fn queue(c: &mut DbConnection, account_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-fn latest_id(c: &mut DbConnection) -> Result<i64, DbError> {
-    Ok(session_revocations::table
-        .select(diesel::dsl::max(session_revocations::id))
-        .first::<Option<i64>>(c)?
-        .unwrap_or(0))
+/// What one poll did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PollOutcome {
+    /// Entries newly applied (their sessions revoked).
+    pub applied: usize,
+    /// Sessions those entries ended.
+    pub sessions: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("cannot read the revocation log")]
+    Db(#[from] DbError),
+    #[error("the session store is unavailable while revoking")]
+    Sessions(#[from] super::SessionError),
+}
+
+/// The follower's memory: which entries it has applied.
+#[derive(Debug)]
+pub struct Follower {
+    window: time::Duration,
+    /// Highest id seen: entries above it are read whatever their time (a follower that could
+    /// not reach the database for longer than the window still catches up).
+    max_seen: i64,
+    /// Applied ids with their time, forgotten once they are outside the window (and at or
+    /// below `max_seen`), where no poll reads them again.
+    applied: HashMap<i64, PrimitiveDateTime>,
+}
+
+impl Follower {
+    /// Starts after what the log holds now: this process has no session those entries could
+    /// end. Entries not committed yet are not visible here, so they are applied when they are.
+    pub fn start(c: &mut DbConnection, window: Duration) -> Result<Self, DbError> {
+        let mut f = Self {
+            window: time::Duration::seconds(window.as_secs() as i64),
+            max_seen: 0,
+            applied: HashMap::new(),
+        };
+        for (id, _, at) in read(c, crate::db::now() - f.window, 0)? {
+            f.mark(id, at);
+        }
+        Ok(f)
+    }
+
+    fn mark(&mut self, id: i64, at: PrimitiveDateTime) {
+        self.applied.insert(id, at);
+        self.max_seen = self.max_seen.max(id);
+    }
+
+    /// Reads the log once and revokes what it has not applied yet. An entry whose revocation
+    /// fails stays unapplied and is retried at the next poll.
+    pub async fn poll_once(
+        &mut self,
+        db: &Db,
+        sessions: &SessionStore,
+    ) -> Result<PollOutcome, FollowError> {
+        let (since, max_seen) = (crate::db::now() - self.window, self.max_seen);
+        let rows = db.run(move |c| read(c, since, max_seen)).await?;
+        let mut outcome = PollOutcome::default();
+        for (id, account, at) in rows {
+            if self.applied.contains_key(&id) {
+                continue;
+            }
+            let n = sessions.revoke_account(&account).await?;
+            if n > 0 {
+                tracing::info!(account = %account, sessions = n, "sessions revoked");
+            }
+            self.mark(id, at);
+            outcome.applied += 1;
+            outcome.sessions += n;
+        }
+        let since = crate::db::now() - self.window;
+        let max_seen = self.max_seen;
+        self.applied.retain(|id, at| *at >= since || *id > max_seen);
+        Ok(outcome)
+    }
+}
+
+type Row = (i64, String, PrimitiveDateTime);
+
+/// Every entry written since `since` or with an id above `max_seen`, in id order.
+fn read(
+    c: &mut DbConnection,
+    since: PrimitiveDateTime,
+    max_seen: i64,
+) -> Result<Vec<Row>, DbError> {
+    let mut out = Vec::new();
+    let mut after = i64::MIN;
+    loop {
+        let page: Vec<Row> = session_revocations::table
+            .filter(
+                session_revocations::at
+                    .ge(since)
+                    .or(session_revocations::id.gt(max_seen)),
+            )
+            .filter(session_revocations::id.gt(after))
+            .order(session_revocations::id)
+            .select((
+                session_revocations::id,
+                session_revocations::account_id,
+                session_revocations::at,
+            ))
+            .limit(PAGE)
+            .load(c)?;
+        let full = page.len() as i64 == PAGE;
+        after = page.last().map_or(after, |r| r.0);
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
 }
 
 /// Follows the log until the process stops. Entries older than the absolute session timeout
-/// can no longer match a live session and are deleted.
-pub async fn follow_until_stopped(db: Db, sessions: SessionStore) {
-    let mut last = match db.run(latest_id).await {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the revocation log; revocations from other processes will not reach this one");
-            0
+/// (and the window) can no longer match a live session and are deleted.
+pub async fn follow_until_stopped(db: Db, sessions: SessionStore, window: Duration) {
+    let mut follower = loop {
+        match db.run(move |c| Follower::start(c, window)).await {
+            Ok(f) => break f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the revocation log; retrying");
+                tokio::time::sleep(POLL).await;
+            }
         }
     };
-    let keep = time::Duration::seconds(sessions.timeouts().absolute.as_secs() as i64);
+    let keep = sessions.timeouts().absolute.max(window);
+    let keep = time::Duration::seconds(keep.as_secs() as i64);
     let mut ticks = 0u64;
     loop {
         tokio::time::sleep(POLL).await;
         ticks += 1;
-        let from = last;
-        let rows = db
-            .run(move |c| -> Result<Vec<(i64, String)>, DbError> {
-                Ok(session_revocations::table
-                    .filter(session_revocations::id.gt(from))
-                    .order(session_revocations::id)
-                    .select((session_revocations::id, session_revocations::account_id))
-                    .limit(1000)
-                    .load(c)?)
-            })
-            .await;
-        match rows {
-            Ok(rows) => {
-                for (id, account) in rows {
-                    match sessions.revoke_account(&account).await {
-                        Ok(n) if n > 0 => {
-                            tracing::info!(account = %account, sessions = n, "sessions revoked")
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::error!(error = %e, "session store unavailable while revoking; retrying");
-                            break;
-                        }
-                    }
-                    last = id;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the revocation log"),
+        if let Err(e) = follower.poll_once(&db, &sessions).await {
+            tracing::warn!(error = %e, "revocation log poll failed; retrying");
         }
         if ticks.is_multiple_of(600) {
             let before = crate::db::now() - keep;

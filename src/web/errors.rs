@@ -96,6 +96,7 @@ impl From<ProvisionError> for LoginError {
         match e {
             ProvisionError::AccountDisabled { account_id } => Self::AccountDisabled { account_id },
             ProvisionError::UsernameTaken => Self::UsernameTaken,
+            e @ ProvisionError::AccountGone => Self::Unavailable(e.to_string()),
             ProvisionError::Db(e) => Self::Unavailable(e.to_string()),
         }
     }

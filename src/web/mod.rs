@@ -148,6 +148,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     tokio::spawn(crate::session::revocations::follow_until_stopped(
         db.clone(),
         sessions.clone(),
+        config.sessions.revocation_window,
     ));
     tokio::spawn(crate::sweeper::run_until_stopped(
         db.clone(),

@@ -94,3 +94,85 @@ fn an_unreachable_database_is_reported_as_such() {
         "{err}"
     );
 }
+
+/// A database with one account, `alice`, provisioned as a login would.
+fn database_with_alice() -> (crate::helpers::TestDb, String) {
+    let (test_db, db) = crate::direct::library_db();
+    let key = jitbridge::provisioning::LoginKey {
+        connection: crate::helpers::CONNECTION,
+        subject: "alice-subject",
+        request_id: None,
+    };
+    jitbridge::provisioning::provision(
+        &mut db.get().unwrap(),
+        key,
+        &crate::direct::profile("alice"),
+    )
+    .unwrap();
+    let url = test_db.url.clone();
+    (test_db, url)
+}
+
+fn accounts_cmd(url: &str, args: &[&str]) -> std::process::Output {
+    jitbridge()
+        .arg("accounts")
+        .args(args)
+        .env("JITBRIDGE_DATABASE__URL", url)
+        .output()
+        .unwrap()
+}
+
+/// Regression: `accounts enable` set the status back to active but left `disabled_reason` and
+/// `disabled_at` from the old disable (the whole-row write skipped the `None` fields).
+#[test]
+fn accounts_enable_no_longer_leaves_the_old_disable_reason_and_time_set() {
+    let (test_db, url) = database_with_alice();
+    let out = accounts_cmd(&url, &["disable", "alice", "--reason", "left the company"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = accounts_cmd(&url, &["enable", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let db = jitbridge::db::Db::connect(&jitbridge::config::Secret::new(&test_db.url), 1).unwrap();
+    let acc = jitbridge::accounts::find_by_username(&mut db.get().unwrap(), "alice")
+        .unwrap()
+        .unwrap();
+    assert_eq!(acc.status, "active");
+    assert_eq!(acc.disabled_reason, None, "the old reason stays set");
+    assert_eq!(acc.disabled_at, None, "the old disable time stays set");
+}
+
+/// Regression: on PostgreSQL over TLS, CLI commands sometimes crashed (SIGSEGV) at exit after
+/// the change was committed and printed: a pool thread was still opening a TLS connection while
+/// the process exited. A cron job read a failure for a change that was made. Every run of a
+/// loop of disables and enables must exit 0 (on PostgreSQL with `sslmode=require`, which the
+/// test server offers).
+#[test]
+fn cli_account_commands_no_longer_crash_at_exit() {
+    const RUNS: usize = 200;
+    let (_test_db, url) = database_with_alice();
+    let url = if crate::helpers::uses_postgres() {
+        format!("{url}?sslmode=require")
+    } else {
+        url
+    };
+    let mut failures = Vec::new();
+    for run in 0..RUNS {
+        let args: &[&str] = if run % 2 == 0 {
+            &["disable", "alice", "--reason", "loop"]
+        } else {
+            &["enable", "alice"]
+        };
+        let out = accounts_cmd(&url, args);
+        if !out.status.success() {
+            failures.push(format!(
+                "run {run}: {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {RUNS} runs failed: {failures:#?}",
+        failures.len()
+    );
+}

@@ -1,3 +1,4 @@
+use crate::direct::{library_db, profile};
 use crate::helpers::*;
 
 /// Fifty browsers finish the first login of the same new person at the same moment: the
@@ -39,4 +40,58 @@ async fn fifty_simultaneous_first_logins_of_one_subject_create_exactly_one_accou
         .filter(|e| e.action == "account.created")
         .count();
     assert_eq!(created, 1);
+}
+
+/// Regression: provisioning read the account, then wrote the whole row back (status included),
+/// so on PostgreSQL (READ COMMITTED) a login that read "active" just before a disable committed
+/// set the account back to active, and later logins succeeded. Hundreds of rounds of a login
+/// loop racing one disable: after the disable, the account stays disabled, and no login that
+/// starts after the disable returned succeeds.
+#[test]
+fn a_login_racing_a_disable_never_re_enables_the_account() {
+    use jitbridge::provisioning::{LoginKey, ProvisionError, provision};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    // The race is PostgreSQL's (SQLite write transactions are exclusive); there the old code
+    // failed within the first rounds. A few rounds keep the SQLite run checking the behaviour.
+    let rounds: u64 = if uses_postgres() { 300 } else { 20 };
+    let (_test_db, db) = library_db();
+    let key = LoginKey {
+        connection: CONNECTION,
+        subject: "racer-subject",
+        request_id: None,
+    };
+    let profile = profile("racer");
+    provision(&mut db.get().unwrap(), key, &profile).expect("the first login provisions");
+    let mut admin = db.get().unwrap();
+    for round in 0..rounds {
+        jitbridge::accounts::set_disabled(&mut admin, "racer", None, "test").unwrap();
+        let disabled = AtomicBool::new(false);
+        let late_login = std::thread::scope(|s| {
+            let login = s.spawn(|| {
+                let mut c = db.get().unwrap();
+                loop {
+                    let after_disable = disabled.load(SeqCst);
+                    let r = provision(&mut c, key, &profile);
+                    match (&r, after_disable) {
+                        (Ok(_), false) => {}
+                        (Err(ProvisionError::AccountDisabled { .. }), false) => return None,
+                        (Err(ProvisionError::AccountDisabled { .. }), true) => return None,
+                        (Ok(_), true) => return Some("a login after the disable succeeded"),
+                        (Err(e), _) => panic!("round {round}: provisioning failed: {e:?}"),
+                    }
+                }
+            });
+            // Vary where in the login loop the disable lands.
+            std::thread::sleep(std::time::Duration::from_micros(round % 10 * 150));
+            jitbridge::accounts::set_disabled(&mut admin, "racer", Some("left"), "test").unwrap();
+            disabled.store(true, SeqCst);
+            login.join().unwrap()
+        });
+        let status = jitbridge::accounts::find_by_username(&mut admin, "racer")
+            .unwrap()
+            .unwrap()
+            .status;
+        assert_eq!(status, "disabled", "round {round}: the disable was undone");
+        assert_eq!(late_login, None, "round {round}");
+    }
 }

@@ -255,3 +255,56 @@ async fn a_saml_session_ends_only_for_its_session_index_and_name_id_together() {
         assert!(s.get(&bob).await.unwrap().is_some(), "{name}");
     }
 }
+
+/// Regression: the Redis `revoke_account` read the account's index (SMEMBERS), then deleted the
+/// sessions it had read and the whole index. A session inserted in between kept its record but
+/// lost its index entry, so no later revocation could find it: it survived until its absolute
+/// end. Sessions are inserted while revocations run; a final revocation must end every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoke_account_never_orphans_a_session_inserted_while_it_runs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    for (name, s) in stores(600).await {
+        let stop = Arc::new(AtomicBool::new(false));
+        let revoker = {
+            let (s, stop) = (s.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(SeqCst) {
+                    s.revoke_account("acc-r").await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let inserters: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for _ in 0..300 {
+                        ids.push(s.create(record("acc-r")).await.unwrap());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in inserters {
+            ids.extend(t.await.unwrap());
+        }
+        stop.store(true, SeqCst);
+        revoker.await.unwrap();
+        s.revoke_account("acc-r").await.unwrap();
+        let mut survivors = 0;
+        for id in &ids {
+            if s.get(id).await.unwrap().is_some() {
+                survivors += 1;
+            }
+        }
+        assert_eq!(
+            survivors,
+            0,
+            "{name}: sessions out of {} that no revocation can reach",
+            ids.len()
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The revocation log as a server with in-process sessions follows it.
+
+use crate::direct::library_db;
+use crate::helpers::uses_postgres;
+use diesel::connection::SimpleConnection;
+use jitbridge::provisioning::AccountSnapshot;
+use jitbridge::session::{SessionId, SessionRecord, SessionStore, Timeouts, revocations, unix_now};
+use std::time::Duration;
+
+fn record(account: &str) -> SessionRecord {
+    SessionRecord {
+        account: AccountSnapshot {
+            id: account.into(),
+            username: account.into(),
+            email: None,
+            display_name: None,
+            roles: vec![],
+        },
+        connection: "c".into(),
+        subject: account.into(),
+        idp_session: None,
+        name_id: None,
+        created_at: unix_now(),
+        expires_at: unix_now() + 3600,
+    }
+}
+
+/// Waits up to `limit` for the session to be gone; whether it is.
+async fn gone_within(sessions: &SessionStore, id: &SessionId, limit: Duration) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if sessions.get(id).await.unwrap().is_none() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Regression: the follower polled `id > last`. On PostgreSQL an id is taken when the row is
+/// inserted, not when it commits, so a long transaction (a CLI sweep) that took id k and
+/// committed after id k+1 had been seen was skipped forever. Here transaction A takes id k and
+/// stays open, B takes k+1 and commits, the follower applies B, then A commits: A's revocation
+/// must still end the session in this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_committed_after_a_later_id_still_reaches_in_process_sessions() {
+    if !uses_postgres() {
+        // SQLite has one writer at a time: ids commit in order, there is nothing to race.
+        eprintln!("skipped: PostgreSQL only (JB_TEST_DB=postgres)");
+        return;
+    }
+    let (_test_db, db) = library_db();
+    let sessions = SessionStore::memory(Timeouts {
+        idle: Duration::from_secs(600),
+        absolute: Duration::from_secs(3600),
+    });
+    let long_session = sessions.create(record("acc-long")).await.unwrap();
+    let short_session = sessions.create(record("acc-short")).await.unwrap();
+    let follower = tokio::spawn(revocations::follow_until_stopped(
+        db.clone(),
+        sessions.clone(),
+        Duration::from_secs(600),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut long = db.get().unwrap();
+    long.batch_execute("BEGIN").unwrap();
+    revocations::queue(&mut long, "acc-long").unwrap();
+    revocations::queue(&mut db.get().unwrap(), "acc-short").unwrap();
+    assert!(
+        gone_within(&sessions, &short_session, Duration::from_secs(5)).await,
+        "the follower applies the committed revocation"
+    );
+    long.batch_execute("COMMIT").unwrap();
+    let reached = gone_within(&sessions, &long_session, Duration::from_secs(5)).await;
+    follower.abort();
+    assert!(
+        reached,
+        "the revocation committed out of id order was skipped"
+    );
+}
