@@ -291,11 +291,9 @@ fn scan_rooted(
                     // in Extensions or elsewhere: libxmlsec1 digests every Reference before
                     // it checks SignatureValue, so a stray signature with thousands of them
                     // is that much hashing for a stranger's POST.
-                    b"Signature" if class == DS => Some(
-                        depth == 1
-                            || parent == Some((b"Assertion", SAML))
-                            || (root_ns == ASSERTION_NS && depth == 1),
-                    ),
+                    b"Signature" if class == DS => {
+                        Some(depth == 1 || parent == Some((b"Assertion", SAML)))
+                    }
                     b"Manifest" | b"Object" if class == DS => Some(false),
                     _ => None,
                 };
