@@ -60,8 +60,8 @@ pub struct Follower {
     /// Highest id seen: entries above it are read whatever their time (a follower that could
     /// not reach the database for longer than the window still catches up).
     max_seen: i64,
-    /// Applied ids with their time, forgotten once they are outside the window (and at or
-    /// below `max_seen`), where no poll reads them again.
+    /// Applied ids with their time, forgotten once they are outside the window: they are at or
+    /// below `max_seen` too, so no poll reads them again.
     applied: HashMap<i64, PrimitiveDateTime>,
 }
 
@@ -107,9 +107,10 @@ impl Follower {
             outcome.applied += 1;
             outcome.sessions += n;
         }
+        // Out of the window and at or below `max_seen` (every applied id is): no poll reads
+        // these again.
         let since = crate::db::now() - self.window;
-        let max_seen = self.max_seen;
-        self.applied.retain(|id, at| *at >= since || *id > max_seen);
+        self.applied.retain(|_, at| *at >= since);
         Ok(outcome)
     }
 }

@@ -193,6 +193,12 @@ pub fn apply(
         let mut stats = RunStats { seen: plan.seen as i64, ..Default::default() };
         let mut revoke = Vec::new();
         for p in &plan.actions {
+            // Account row before identity row, the order a login locks them in (see
+            // provisioning): the opposite order let a sweep and a login of the same person
+            // deadlock on PostgreSQL, and the database then aborted one of them.
+            if matches!(p.action, Action::Disable { .. } | Action::Reactivate | Action::Purge) {
+                crate::db::lock_account_row(c, &p.account_id)?;
+            }
             let ident = identities::table.find((connection, p.subject.as_str()));
             let event = |action| Event::new(action, Outcome::Success).actor("sweeper").account(&p.account_id).connection(connection);
             match &p.action {

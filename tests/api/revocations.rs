@@ -79,3 +79,31 @@ async fn a_revocation_committed_after_a_later_id_still_reaches_in_process_sessio
         "the revocation committed out of id order was skipped"
     );
 }
+
+/// The window is re-read every second: an entry applied once must not be applied again, or an
+/// account disabled and enabled again within the window would lose every new session at each
+/// poll until the entry leaves the window.
+#[tokio::test]
+async fn an_applied_revocation_does_not_end_sessions_created_after_it() {
+    let (_test_db, db) = library_db();
+    let sessions = SessionStore::memory(Timeouts {
+        idle: Duration::from_secs(600),
+        absolute: Duration::from_secs(3600),
+    });
+    let mut follower = {
+        let mut c = db.get().unwrap();
+        revocations::Follower::start(&mut c, Duration::from_secs(600)).unwrap()
+    };
+    let before = sessions.create(record("acc-again")).await.unwrap();
+    revocations::queue(&mut db.get().unwrap(), "acc-again").unwrap();
+    let first = follower.poll_once(&db, &sessions).await.unwrap();
+    assert_eq!((first.applied, first.sessions), (1, 1));
+    assert!(sessions.get(&before).await.unwrap().is_none());
+
+    let after = sessions.create(record("acc-again")).await.unwrap();
+    for _ in 0..3 {
+        let again = follower.poll_once(&db, &sessions).await.unwrap();
+        assert_eq!(again.applied, 0, "an applied entry is applied again");
+    }
+    assert!(sessions.get(&after).await.unwrap().is_some());
+}
