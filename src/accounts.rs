@@ -1,9 +1,9 @@
 //! Administrative account operations, each audited in the same transaction as the change.
 
-use crate::audit::{self, Event, Outcome};
-use crate::db::models::{Account, STATUS_ACTIVE, STATUS_DISABLED};
+use crate::db::models::Account;
 use crate::db::schema::accounts;
-use crate::db::{DbConnection, DbError, now};
+use crate::db::{DbConnection, DbError};
+use crate::lifecycle::{self, Applied, DisabledBy, Origin, Transition};
 use diesel::prelude::*;
 use serde_json::json;
 
@@ -11,6 +11,10 @@ use serde_json::json;
 pub enum AccountError {
     #[error("no account has the username {0:?}")]
     NotFound(String),
+    #[error(
+        "the account {0:?} was changed by someone else at the same time; nothing was written, try again"
+    )]
+    Concurrent(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -39,9 +43,11 @@ pub fn find_by_username(
         .optional()?)
 }
 
-/// Disables (`Some(reason)`) or enables (`None`) the account; returns it as it now is.
-/// A disable also queues the end of its sessions in every serving process (the revocation
-/// log); a caller that holds the session store can revoke directly too.
+/// An administrator disables (`Some(reason)`) or enables (`None`) the account, through the
+/// lifecycle apply path; returns it as it now is. A disable is typed as an admin's whatever
+/// its reason says (a reason starting with `directory:` made the sweeper treat an admin's
+/// hold as its own and reactivate it), and queues the end of its sessions in every serving
+/// process (the revocation log); a caller that holds the session store can revoke directly too.
 pub fn set_disabled(
     conn: &mut DbConnection,
     username: &str,
@@ -51,40 +57,24 @@ pub fn set_disabled(
     conn.write_transaction(|c| {
         let acc = find_by_username(c, username)?
             .ok_or_else(|| AccountError::NotFound(username.into()))?;
-        let at = now();
-        let (action, status) = match reason {
-            Some(_) => ("account.disabled", STATUS_DISABLED),
-            None => ("account.enabled", STATUS_ACTIVE),
+        let seen =
+            lifecycle::read(c, &acc.id)?.ok_or_else(|| AccountError::NotFound(username.into()))?;
+        let t = match reason {
+            Some(reason) => Transition::Disable {
+                by: DisabledBy::Admin,
+                reason,
+            },
+            None => Transition::Enable,
         };
-        // Exactly the status columns, each set explicitly: a whole-row write from the read
-        // above would skip the `None`s (an enable kept the old reason and time) and would
-        // overwrite profile columns a concurrent login just wrote.
-        let disabled_reason = reason.map(str::to_string);
-        let disabled_at = reason.map(|_| at);
-        diesel::update(accounts::table.find(&acc.id))
-            .set((
-                accounts::status.eq(status),
-                accounts::disabled_reason.eq(&disabled_reason),
-                accounts::disabled_at.eq(disabled_at),
-                accounts::updated_at.eq(at),
-            ))
-            .execute(c)?;
-        if reason.is_some() {
-            crate::session::revocations::queue(c, &acc.id)?;
+        let origin = Origin {
+            actor,
+            connection: None,
+        };
+        match lifecycle::transition(c, &acc.id, &seen, t, origin, json!({}))? {
+            Applied::Done { .. } => {}
+            // Read and written in one transaction: only a concurrent writer gets here.
+            Applied::Skipped { .. } => return Err(AccountError::Concurrent(username.into())),
         }
-        audit::record(
-            c,
-            Event::new(action, Outcome::Success)
-                .actor(actor)
-                .account(&acc.id)
-                .details(json!({ "reason": reason })),
-        )?;
-        Ok(Account {
-            status: status.into(),
-            disabled_reason,
-            disabled_at,
-            updated_at: at,
-            ..acc
-        })
+        find_by_username(c, username)?.ok_or_else(|| AccountError::NotFound(username.into()))
     })
 }

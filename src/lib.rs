@@ -11,6 +11,7 @@ pub mod db;
 pub mod demo;
 pub mod directory;
 pub mod idp;
+pub mod lifecycle;
 pub mod mapping;
 pub mod provisioning;
 pub mod session;

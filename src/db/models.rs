@@ -23,6 +23,10 @@ pub struct Account {
     pub updated_at: PrimitiveDateTime,
     pub last_login_at: Option<PrimitiveDateTime>,
     pub disabled_at: Option<PrimitiveDateTime>,
+    /// The lifecycle version (see `lifecycle`): bumped by every status transition.
+    pub version: i64,
+    /// `directory`, `admin` or `idp` while disabled.
+    pub disabled_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -13,6 +13,8 @@ diesel::table! {
         updated_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
         disabled_at -> Nullable<Timestamp>,
+        version -> BigInt,
+        disabled_by -> Nullable<Text>,
     }
 }
 

@@ -209,6 +209,8 @@ fn provision_once(
                 updated_at: at,
                 last_login_at: Some(at),
                 disabled_at: None,
+                version: 0,
+                disabled_by: None,
             };
             diesel::insert_into(accounts::table)
                 .values(&acc)

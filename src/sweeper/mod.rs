@@ -133,7 +133,7 @@ async fn sweep_locked<S: DirectorySource>(
     started: time::PrimitiveDateTime,
 ) -> Result<(SweepOutcome, Option<Plan>, RunStats), SweepError> {
     let n = name.to_string();
-    let locals = db.run(move |c| store::load_locals(c, &n)).await?;
+    let (locals, snapshot) = db.run(move |c| store::load_locals(c, &n)).await?;
     let mut reconciler = Reconciler::new(locals);
     let mut renewed = Instant::now();
     loop {
@@ -148,9 +148,14 @@ async fn sweep_locked<S: DirectorySource>(
         }
         if renewed.elapsed() > LEASE_RENEW_EVERY {
             let (n, h) = (name.to_string(), holder.to_string());
-            db.run(move |c| store::acquire_lease(c, &n, &h, LEASE))
+            if let Err(other) = db
+                .run(move |c| store::acquire_lease(c, &n, &h, LEASE))
                 .await?
-                .ok();
+            {
+                // Another sweeper took over (our lease expired): it owns the connection now.
+                let why = format!("the lease was lost to {other} during the listing");
+                return abort(db, name, started, why, opts).await;
+            }
             renewed = Instant::now();
         }
     }
@@ -178,10 +183,20 @@ async fn sweep_locked<S: DirectorySource>(
             .await?;
         return Ok((SweepOutcome::DryRun, Some(plan), stats));
     }
-    let (n, p, purge) = (name.to_string(), plan.clone(), dir.policy.purge);
-    let (stats, revoke) = db
-        .run(move |c| store::apply(c, &n, &p, purge, started))
+    let (n, h, p, purge) = (
+        name.to_string(),
+        holder.to_string(),
+        plan.clone(),
+        dir.policy.purge,
+    );
+    let applied = db
+        .run(move |c| store::apply(c, &n, &h, &p, &snapshot, purge, started))
         .await?;
+    let Some((stats, revoke)) = applied else {
+        let why = "the lease was lost before the plan was applied".to_string();
+        let (outcome, _, stats) = abort(db, name, started, why, opts).await?;
+        return Ok((outcome, Some(plan), stats));
+    };
     if let Some(sessions) = sessions {
         for account in &revoke {
             if let Err(e) = sessions.revoke_account(account).await {

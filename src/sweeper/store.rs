@@ -4,15 +4,14 @@
 use super::reconcile::{Absence, Action, LocalIdentity, LocalStatus, Plan};
 use crate::audit::{self, Event, Outcome};
 use crate::config::PurgeMode;
-use crate::db::models::{STATUS_ACTIVE, STATUS_DISABLED};
-use crate::db::schema::{account_roles, accounts, identities, sweep_locks, sweep_runs};
+use crate::db::models::STATUS_ACTIVE;
+use crate::db::schema::{accounts, identities, sweep_locks, sweep_runs};
 use crate::db::{DbConnection, DbError, now};
+use crate::lifecycle::{self, Applied, DisabledBy, Origin, Seen, Transition};
 use diesel::prelude::*;
 use serde_json::json;
+use std::collections::HashMap;
 use time::PrimitiveDateTime;
-
-/// Prefix of `disabled_reason` for accounts the sweeper disabled (and so may reactivate).
-pub const DIRECTORY_REASON_PREFIX: &str = "directory:";
 
 pub fn to_unix(t: PrimitiveDateTime) -> i64 {
     t.assume_utc().unix_timestamp()
@@ -95,13 +94,22 @@ type Row = (
     String,
     String,
     Option<String>,
+    i64,
     Option<PrimitiveDateTime>,
     Option<PrimitiveDateTime>,
     i32,
 );
 
-/// Every identity of the connection with what the reconciler needs of its account.
-pub fn load_locals(c: &mut DbConnection, connection: &str) -> Result<Vec<LocalIdentity>, DbError> {
+/// The lifecycle state of each local account as the sweep read it, by account id: every
+/// change the sweep applies is compare-and-set against it (see `lifecycle`).
+pub type Snapshot = HashMap<String, Seen>;
+
+/// Every identity of the connection with what the reconciler needs of its account, and the
+/// accounts' lifecycle state that the apply will compare against.
+pub fn load_locals(
+    c: &mut DbConnection,
+    connection: &str,
+) -> Result<(Vec<LocalIdentity>, Snapshot), DbError> {
     let rows: Vec<Row> = identities::table
         .inner_join(accounts::table)
         .filter(identities::connection.eq(connection))
@@ -109,27 +117,46 @@ pub fn load_locals(c: &mut DbConnection, connection: &str) -> Result<Vec<LocalId
             identities::subject,
             accounts::id,
             accounts::status,
-            accounts::disabled_reason,
+            accounts::disabled_by,
+            accounts::version,
             accounts::disabled_at,
             identities::missing_since,
             identities::missing_count,
         ))
         .load(c)?;
-    Ok(rows
+    let mut snapshot = Snapshot::with_capacity(rows.len());
+    let locals = rows
         .into_iter()
         .map(
-            |(subject, account_id, status, reason, disabled_at, missing_since, missing_count)| {
+            |(
+                subject,
+                account_id,
+                status,
+                by,
+                version,
+                disabled_at,
+                missing_since,
+                missing_count,
+            )| {
                 let since = disabled_at.map(to_unix).unwrap_or(0);
-                let status = if status == STATUS_ACTIVE {
-                    LocalStatus::Active
-                } else if reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with(DIRECTORY_REASON_PREFIX))
-                {
-                    LocalStatus::DisabledByDirectory { since }
-                } else {
-                    LocalStatus::DisabledOther { since }
+                let active = status == STATUS_ACTIVE;
+                let disabled_by =
+                    (!active).then(|| DisabledBy::parse(by.as_deref().unwrap_or("admin")));
+                let status = match disabled_by {
+                    None => LocalStatus::Active,
+                    // Typed, never read from the reason: an admin's reason text cannot make
+                    // the sweeper treat the hold as its own.
+                    Some(DisabledBy::Directory) => LocalStatus::DisabledByDirectory { since },
+                    Some(_) => LocalStatus::DisabledOther { since },
                 };
+                snapshot.insert(
+                    account_id.clone(),
+                    Seen {
+                        active,
+                        disabled_by,
+                        version,
+                    },
+                );
                 LocalIdentity {
                     subject,
                     account_id,
@@ -139,7 +166,24 @@ pub fn load_locals(c: &mut DbConnection, connection: &str) -> Result<Vec<LocalId
                 }
             },
         )
-        .collect())
+        .collect();
+    Ok((locals, snapshot))
+}
+
+/// True when `holder` still holds the connection's lease, which stays locked (PostgreSQL)
+/// until the caller's transaction ends: the fencing check inside the apply, so that a sweeper
+/// whose lease expired during a long listing, and was taken over, changes nothing.
+pub fn lease_held(c: &mut DbConnection, connection: &str, holder: &str) -> Result<bool, DbError> {
+    let q = sweep_locks::table
+        .filter(sweep_locks::connection.eq(connection))
+        .filter(sweep_locks::holder.eq(holder))
+        .filter(sweep_locks::expires_at.gt(now()))
+        .select(sweep_locks::holder);
+    let held = match c {
+        DbConnection::Postgresql(pg) => q.for_update().first::<String>(pg).optional()?,
+        DbConnection::Sqlite(lite) => q.first::<String>(lite).optional()?,
+    };
+    Ok(held.is_some())
 }
 
 /// What a sweep did, as recorded in `sweep_runs`.
@@ -180,16 +224,26 @@ pub fn record_run(
 }
 
 /// Applies the plan in one transaction (all of it or nothing, so a killed sweeper leaves a
-/// consistent state); returns the stats and the accounts whose sessions must end.
+/// consistent state); returns the stats and the accounts whose sessions must end, or `None`
+/// when the lease was lost (then nothing was written). Each account change is compare-and-set
+/// against `snapshot`: an admin who disabled or enabled an account during the listing wins,
+/// and the skip is audited.
 pub fn apply(
     c: &mut DbConnection,
     connection: &str,
+    holder: &str,
     plan: &Plan,
+    snapshot: &Snapshot,
     purge: PurgeMode,
     started: PrimitiveDateTime,
-) -> Result<(RunStats, Vec<String>), DbError> {
+) -> Result<Option<(RunStats, Vec<String>)>, DbError> {
     c.write_transaction(|c| {
+        if !lease_held(c, connection, holder)? {
+            return Ok(None);
+        }
         let at = now();
+        let origin = Origin { actor: "sweeper", connection: Some(connection) };
+        let mut skipped = 0i64;
         let mut stats = RunStats { seen: plan.seen as i64, ..Default::default() };
         let mut revoke = Vec::new();
         for p in &plan.actions {
@@ -219,25 +273,20 @@ pub fn apply(
                     diesel::update(ident)
                         .set((identities::missing_since.eq(Some(from_unix(*missing_since))), identities::missing_count.eq(*missing_count)))
                         .execute(c)?;
-                    diesel::update(accounts::table.find(&p.account_id))
-                        .set((
-                            accounts::status.eq(STATUS_DISABLED),
-                            accounts::disabled_reason.eq(format!("{DIRECTORY_REASON_PREFIX} {}", why_text(*why))),
-                            accounts::disabled_at.eq(Some(at)),
-                            accounts::updated_at.eq(at),
-                        ))
-                        .execute(c)?;
-                    audit::record(
-                        c,
-                        event("account.disabled").details(json!({
-                            "subject": p.subject,
-                            "reason": why_text(*why),
-                            "missing_sweeps": missing_count,
-                            "time_to_deprovision_seconds": waited,
-                        })),
-                    )?;
-                    crate::session::revocations::queue(c, &p.account_id)?;
-                    revoke.push(p.account_id.clone());
+                    let Some(seen) = snapshot.get(&p.account_id) else { continue };
+                    let t = Transition::Disable { by: DisabledBy::Directory, reason: why_text(*why) };
+                    let details = json!({
+                        "subject": p.subject,
+                        "missing_sweeps": missing_count,
+                        "time_to_deprovision_seconds": waited,
+                    });
+                    match lifecycle::transition(c, &p.account_id, seen, t, origin, details)? {
+                        Applied::Done { .. } => revoke.push(p.account_id.clone()),
+                        Applied::Skipped { .. } => {
+                            stats.disabled -= 1;
+                            skipped += 1;
+                        }
+                    }
                 }
                 Action::ClearMissing => {
                     diesel::update(ident)
@@ -250,15 +299,12 @@ pub fn apply(
                     diesel::update(ident)
                         .set((identities::missing_since.eq(None::<PrimitiveDateTime>), identities::missing_count.eq(0), identities::last_seen_in_directory.eq(Some(at))))
                         .execute(c)?;
-                    diesel::update(accounts::table.find(&p.account_id))
-                        .set((
-                            accounts::status.eq(STATUS_ACTIVE),
-                            accounts::disabled_reason.eq(None::<String>),
-                            accounts::disabled_at.eq(None::<PrimitiveDateTime>),
-                            accounts::updated_at.eq(at),
-                        ))
-                        .execute(c)?;
-                    audit::record(c, event("account.reactivated").details(json!({ "subject": p.subject })))?;
+                    let Some(seen) = snapshot.get(&p.account_id) else { continue };
+                    let details = json!({ "subject": p.subject, "reactivated": true });
+                    if let Applied::Skipped { .. } = lifecycle::transition(c, &p.account_id, seen, Transition::Enable, origin, details)? {
+                        stats.reactivated -= 1;
+                        skipped += 1;
+                    }
                 }
                 Action::LeaveDisabled => {
                     let changed = diesel::update(ident.filter(identities::missing_since.is_not_null()))
@@ -269,11 +315,16 @@ pub fn apply(
                     }
                 }
                 Action::Purge => {
-                    stats.purged += 1;
-                    purge_account(c, &p.account_id, purge, at)?;
-                    audit::record(c, event("account.purged").details(json!({ "mode": match purge { PurgeMode::Anonymize => "anonymize", PurgeMode::Delete => "delete" } })))?;
-                    crate::session::revocations::queue(c, &p.account_id)?;
-                    revoke.push(p.account_id.clone());
+                    let Some(seen) = snapshot.get(&p.account_id) else { continue };
+                    let t = Transition::Purge { mode: purge };
+                    let details = json!({ "mode": match purge { PurgeMode::Anonymize => "anonymize", PurgeMode::Delete => "delete" } });
+                    match lifecycle::transition(c, &p.account_id, seen, t, origin, details)? {
+                        Applied::Done { .. } => {
+                            stats.purged += 1;
+                            revoke.push(p.account_id.clone());
+                        }
+                        Applied::Skipped { .. } => skipped += 1,
+                    }
                 }
             }
         }
@@ -283,9 +334,10 @@ pub fn apply(
             Event::new("sweep.completed", Outcome::Success).actor("sweeper").connection(connection).details(json!({
                 "seen": stats.seen, "missing": stats.missing, "disabled": stats.disabled,
                 "reactivated": stats.reactivated, "purged": stats.purged,
+                "skipped_changed_meanwhile": skipped,
             })),
         )?;
-        Ok((stats, revoke))
+        Ok(Some((stats, revoke)))
     })
 }
 
@@ -294,36 +346,4 @@ fn why_text(why: Absence) -> &'static str {
         Absence::Gone => "gone from the directory",
         Absence::DisabledInDirectory => "disabled in the directory",
     }
-}
-
-fn purge_account(
-    c: &mut DbConnection,
-    account_id: &str,
-    mode: PurgeMode,
-    at: PrimitiveDateTime,
-) -> Result<(), DbError> {
-    match mode {
-        PurgeMode::Delete => {
-            diesel::delete(accounts::table.find(account_id)).execute(c)?;
-        }
-        PurgeMode::Anonymize => {
-            // Keep the row so the audit trail's references still resolve; drop every personal
-            // value and the identity link (a returning person starts a fresh account).
-            diesel::delete(identities::table.filter(identities::account_id.eq(account_id)))
-                .execute(c)?;
-            diesel::delete(account_roles::table.filter(account_roles::account_id.eq(account_id)))
-                .execute(c)?;
-            diesel::update(accounts::table.find(account_id))
-                .set((
-                    accounts::username.eq(format!("purged-{account_id}")),
-                    accounts::email.eq(None::<String>),
-                    accounts::display_name.eq(None::<String>),
-                    accounts::attributes.eq("{}"),
-                    accounts::disabled_reason.eq("purged after the retention period"),
-                    accounts::updated_at.eq(at),
-                ))
-                .execute(c)?;
-        }
-    }
-    Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod fault_proxy;
 mod ldap;
+mod races;
 mod safety;
 mod scim;
 
