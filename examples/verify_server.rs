@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
             email: Some("alice@example.com".into()),
             display_name: Some("Alice Liddell".into()),
             roles: vec!["admin".into(), "staff".into()],
+            version: 0,
         },
         connection: "bench".into(),
         subject: "alice".into(),

@@ -239,7 +239,7 @@ async fn accounts_change(
             // happened", so it gets its own exit code and says what was done.
             let revoked = match session_store_for_admin(config).await {
                 Ok(Some(store)) => store
-                    .revoke_account(&acc.id)
+                    .revoke_account(&acc.id, Some(acc.version))
                     .await
                     .map(Some)
                     .map_err(Into::into),

@@ -97,5 +97,6 @@ diesel::table! {
         id -> BigInt,
         account_id -> Text,
         at -> Timestamp,
+        epoch -> BigInt,
     }
 }

@@ -220,7 +220,7 @@ pub fn transition(
     }
     audit::record(c, event.details(details))?;
     if matches!(t, Transition::Disable { .. } | Transition::Purge { .. }) {
-        crate::session::revocations::queue(c, account_id)?;
+        crate::session::revocations::queue(c, account_id, version)?;
     }
     Ok(Applied::Done { version })
 }

@@ -31,6 +31,12 @@ pub struct AccountSnapshot {
     pub email: Option<String>,
     pub display_name: Option<String>,
     pub roles: Vec<String>,
+    /// The account's lifecycle version when the session was made (its epoch): a session older
+    /// than the account's latest disable or purge is refused wherever it is checked, also when
+    /// it was created after that revocation ran (see `session`). Records written before this
+    /// field existed read as 0.
+    #[serde(default)]
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +283,7 @@ fn provision_once(
             email: account.email,
             display_name: account.display_name,
             roles,
+            version: account.version,
         },
         created,
         changed_fields,

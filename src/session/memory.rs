@@ -27,6 +27,9 @@ struct Inner {
     by_idp: HashMap<String, HashSet<String>>,
     logins: HashMap<String, (PendingLogin, i64)>,
     seen_once: HashMap<String, i64>,
+    /// Account -> (the lowest lifecycle version a session may have, unix seconds until which
+    /// this is remembered: the absolute timeout, after which no older session can be alive).
+    epochs: HashMap<String, (i64, i64)>,
 }
 
 pub struct MemoryStore {
@@ -88,13 +91,19 @@ impl MemoryStore {
         key: &str,
         now: i64,
     ) -> Result<Option<SessionRecord>, SessionError> {
-        let entry = {
+        let (entry, min_epoch) = {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            inner.sessions.get(key).cloned()
+            let entry = inner.sessions.get(key).cloned();
+            let min = entry
+                .as_ref()
+                .and_then(|e| inner.epochs.get(&e.record.account.id))
+                .map(|(min, _)| *min);
+            (entry, min)
         };
         let Some(entry) = entry else { return Ok(None) };
         let ms = now_ms();
-        if !self.is_live(&entry, now, ms) {
+        let outdated = min_epoch.is_some_and(|min| entry.record.account.version < min);
+        if outdated || !self.is_live(&entry, now, ms) {
             self.remove(key);
             return Ok(None);
         }
@@ -111,9 +120,35 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(super) async fn revoke_account(&self, account_id: &str) -> Result<usize, SessionError> {
+    pub(super) async fn revoke_account(
+        &self,
+        account_id: &str,
+        epoch: Option<i64>,
+    ) -> Result<usize, SessionError> {
+        let now = unix_now();
         let mut inner = self.write();
-        let keys = inner.by_account.remove(account_id).unwrap_or_default();
+        if let Some(epoch) = epoch {
+            let until = now + self.timeouts.absolute.as_secs() as i64;
+            let e = inner
+                .epochs
+                .entry(account_id.to_string())
+                .or_insert((epoch, until));
+            *e = (e.0.max(epoch), until);
+            if inner.epochs.len() > 1024 {
+                inner.epochs.retain(|_, (_, until)| *until > now);
+            }
+        }
+        let keys: Vec<String> = inner
+            .by_account
+            .get(account_id)
+            .into_iter()
+            .flatten()
+            .filter(|k| {
+                let version = inner.sessions.get(*k).map(|e| e.record.account.version);
+                epoch.is_none_or(|epoch| version.is_none_or(|v| v < epoch))
+            })
+            .cloned()
+            .collect();
         for k in &keys {
             remove_locked(&mut inner, k);
         }

@@ -209,8 +209,20 @@ impl SessionStore {
     }
 
     /// Ends every session of the account; returns how many there were.
-    pub async fn revoke_account(&self, account_id: &str) -> Result<usize, SessionError> {
-        dispatch!(self, s => s.revoke_account(account_id).await)
+    ///
+    /// With `Some(epoch)` (a disable or purge that brought the account to lifecycle version
+    /// `epoch`), the store also remembers the epoch for the account, for as long as a session
+    /// can live: a session made at an older version is refused from then on, even one created
+    /// after this revocation ran (a login that provisioned just before the disable committed
+    /// and stored its session just after the revocation). Sessions at `epoch` or later (made
+    /// after a re-enable) are left alone, so applying the same revocation twice is harmless.
+    /// `None` ends the current sessions only (the IdP ended them; new logins are welcome).
+    pub async fn revoke_account(
+        &self,
+        account_id: &str,
+        epoch: Option<i64>,
+    ) -> Result<usize, SessionError> {
+        dispatch!(self, s => s.revoke_account(account_id, epoch).await)
     }
 
     /// Ends every session that belongs to the IdP session `sid` of the connection (back-channel

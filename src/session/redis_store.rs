@@ -6,6 +6,8 @@
 //! - `l:<sha256(state)>` a pending login, taken with GETDEL (single use)
 //! - `o:<sha256(key)>`  replay markers (SET NX EX)
 //! - `i:<sha256(connection, sid)>` set of session keys of one IdP session (back-channel logout)
+//! - `e:<account id>`  the account's epoch: sessions made at an older lifecycle version are
+//!   refused (kept for the absolute timeout)
 
 use super::{PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
 use redis::AsyncCommands;
@@ -88,12 +90,13 @@ impl RedisStore {
         now: i64,
     ) -> Result<Option<SessionRecord>, SessionError> {
         let mut conn = self.conn.clone();
-        // One round trip: read the record and push its idle expiry forward.
-        let raw: Option<String> = conn
-            .get_ex(
-                self.key("s", key),
-                redis::Expiry::EX(self.timeouts.idle.as_secs().max(1)),
-            )
+        // One round trip: the record and its account's epoch, read together (a script runs
+        // atomically); the idle expiry is pushed forward only for a session that is still good.
+        let raw: Option<String> = get_script()
+            .key(self.key("s", key))
+            .arg(self.key("e", ""))
+            .arg(self.timeouts.idle.as_secs().max(1))
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         let Some(raw) = raw else { return Ok(None) };
@@ -127,12 +130,19 @@ impl RedisStore {
     /// with its index entry intact for the next revocation. (Reading the index, then deleting
     /// it in a second step, dropped the entry of a session inserted in between, which then
     /// survived every revocation.)
-    pub(super) async fn revoke_account(&self, account_id: &str) -> Result<usize, SessionError> {
+    pub(super) async fn revoke_account(
+        &self,
+        account_id: &str,
+        epoch: Option<i64>,
+    ) -> Result<usize, SessionError> {
         let mut conn = self.conn.clone();
         let n: usize = revoke_script()
             .key(self.key("a", account_id))
             .arg(self.key("s", ""))
             .arg("")
+            .arg(self.key("e", account_id))
+            .arg(epoch.map_or(String::new(), |e| e.to_string()))
+            .arg(self.timeouts.absolute.as_secs().max(1))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -147,6 +157,9 @@ impl RedisStore {
             .key(self.key("i", idp_key))
             .arg(self.key("s", ""))
             .arg(self.key("a", ""))
+            .arg("")
+            .arg("")
+            .arg("1")
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -202,31 +215,68 @@ impl RedisStore {
 }
 
 /// KEYS[1]: an index set of session keys. ARGV[1]: the prefix of session records; ARGV[2]: the
-/// prefix of account indexes, or empty when KEYS[1] is the account index itself. Deletes every
-/// indexed session (removing it from its account's index), then the index; returns how many
-/// sessions were live. The record and account keys are derived rather than passed in KEYS:
-/// they are only known inside the script, which is what makes it atomic (single Redis node or
-/// Sentinel; a Cluster would need all keys in one hash slot).
+/// prefix of account indexes, or empty when KEYS[1] is the account index itself; ARGV[3]: the
+/// account's epoch key and ARGV[4] the epoch (both empty for none), ARGV[5] how long to keep
+/// it (the absolute timeout). Raises the stored epoch (never lowers it), then deletes every
+/// indexed session older than the epoch (all of them without one), removing it from its
+/// account's index, and drops the index once it is empty; returns how many sessions were live.
+/// The record and account keys are derived rather than passed in KEYS: they are only known
+/// inside the script, which is what makes it atomic (single Redis node or Sentinel; a Cluster
+/// would need all keys in one hash slot).
 const REVOKE_LUA: &str = r"
+local epoch = tonumber(ARGV[4])
+if epoch then
+  local current = tonumber(redis.call('GET', ARGV[3]))
+  if (not current) or current < epoch then current = epoch end
+  redis.call('SET', ARGV[3], current, 'EX', ARGV[5])
+  epoch = current
+end
 local members = redis.call('SMEMBERS', KEYS[1])
 local ended = 0
 for _, k in ipairs(members) do
   local record = ARGV[1] .. k
-  if ARGV[2] ~= '' then
-    local raw = redis.call('GET', record)
-    if raw then
-      local ok, decoded = pcall(cjson.decode, raw)
-      if ok and type(decoded) == 'table' and type(decoded.account) == 'table'
-          and type(decoded.account.id) == 'string' then
-        redis.call('SREM', ARGV[2] .. decoded.account.id, k)
-      end
-    end
+  local raw = redis.call('GET', record)
+  local decoded = nil
+  if raw then
+    local ok, d = pcall(cjson.decode, raw)
+    if ok and type(d) == 'table' and type(d.account) == 'table' then decoded = d end
   end
-  ended = ended + redis.call('DEL', record)
+  local version = decoded and tonumber(decoded.account.version) or 0
+  if (not epoch) or version < epoch then
+    if ARGV[2] ~= '' and decoded and type(decoded.account.id) == 'string' then
+      redis.call('SREM', ARGV[2] .. decoded.account.id, k)
+    end
+    ended = ended + redis.call('DEL', record)
+    redis.call('SREM', KEYS[1], k)
+  end
 end
-redis.call('DEL', KEYS[1])
+if redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
 return ended
 ";
+
+/// KEYS[1]: a session record. ARGV[1]: the prefix of account epochs; ARGV[2]: the idle timeout.
+/// Returns the record when its account's epoch (if any) does not exceed the session's, and
+/// pushes its idle expiry forward; deletes it and returns nil otherwise.
+const GET_LUA: &str = r"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return nil end
+local ok, d = pcall(cjson.decode, raw)
+if ok and type(d) == 'table' and type(d.account) == 'table'
+    and type(d.account.id) == 'string' then
+  local min = tonumber(redis.call('GET', ARGV[1] .. d.account.id))
+  if min and (tonumber(d.account.version) or 0) < min then
+    redis.call('DEL', KEYS[1])
+    return nil
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return raw
+";
+
+fn get_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(GET_LUA))
+}
 
 fn revoke_script() -> &'static redis::Script {
     static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();

@@ -25,12 +25,14 @@ const POLL: Duration = Duration::from_secs(1);
 /// Rows per query; a poll pages through the window in id order.
 const PAGE: i64 = 1000;
 
-/// Queues the end of an account's sessions for every process.
-pub fn queue(c: &mut DbConnection, account_id: &str) -> Result<(), DbError> {
+/// Queues the end of an account's sessions for every process: every session made before the
+/// account reached lifecycle version `epoch` (see `session::SessionStore::revoke_account`).
+pub fn queue(c: &mut DbConnection, account_id: &str, epoch: i64) -> Result<(), DbError> {
     diesel::insert_into(session_revocations::table)
         .values((
             session_revocations::account_id.eq(account_id),
             session_revocations::at.eq(crate::db::now()),
+            session_revocations::epoch.eq(epoch),
         ))
         .execute(c)?;
     Ok(())
@@ -74,7 +76,7 @@ impl Follower {
             max_seen: 0,
             applied: HashMap::new(),
         };
-        for (id, _, at) in read(c, crate::db::now() - f.window, 0)? {
+        for (id, _, at, _) in read(c, crate::db::now() - f.window, 0)? {
             f.mark(id, at);
         }
         Ok(f)
@@ -95,11 +97,11 @@ impl Follower {
         let (since, max_seen) = (crate::db::now() - self.window, self.max_seen);
         let rows = db.run(move |c| read(c, since, max_seen)).await?;
         let mut outcome = PollOutcome::default();
-        for (id, account, at) in rows {
+        for (id, account, at, epoch) in rows {
             if self.applied.contains_key(&id) {
                 continue;
             }
-            let n = sessions.revoke_account(&account).await?;
+            let n = sessions.revoke_account(&account, Some(epoch)).await?;
             if n > 0 {
                 tracing::info!(account = %account, sessions = n, "sessions revoked");
             }
@@ -115,7 +117,7 @@ impl Follower {
     }
 }
 
-type Row = (i64, String, PrimitiveDateTime);
+type Row = (i64, String, PrimitiveDateTime, i64);
 
 /// Every entry written since `since` or with an id above `max_seen`, in id order.
 fn read(
@@ -138,6 +140,7 @@ fn read(
                 session_revocations::id,
                 session_revocations::account_id,
                 session_revocations::at,
+                session_revocations::epoch,
             ))
             .limit(PAGE)
             .load(c)?;

@@ -198,8 +198,8 @@ async fn sweep_locked<S: DirectorySource>(
         return Ok((outcome, Some(plan), stats));
     };
     if let Some(sessions) = sessions {
-        for account in &revoke {
-            if let Err(e) = sessions.revoke_account(account).await {
+        for (account, epoch) in &revoke {
+            if let Err(e) = sessions.revoke_account(account, Some(*epoch)).await {
                 // The revocation log written in the same transaction still reaches every process.
                 tracing::error!(error = %e, "could not revoke sessions directly; the revocation log will");
             }

@@ -228,6 +228,9 @@ pub fn record_run(
 /// when the lease was lost (then nothing was written). Each account change is compare-and-set
 /// against `snapshot`: an admin who disabled or enabled an account during the listing wins,
 /// and the skip is audited.
+/// Accounts whose sessions must end, with the lifecycle version (epoch) they reached.
+pub type Revocations = Vec<(String, i64)>;
+
 pub fn apply(
     c: &mut DbConnection,
     connection: &str,
@@ -236,7 +239,7 @@ pub fn apply(
     snapshot: &Snapshot,
     purge: PurgeMode,
     started: PrimitiveDateTime,
-) -> Result<Option<(RunStats, Vec<String>)>, DbError> {
+) -> Result<Option<(RunStats, Revocations)>, DbError> {
     c.write_transaction(|c| {
         if !lease_held(c, connection, holder)? {
             return Ok(None);
@@ -281,7 +284,7 @@ pub fn apply(
                         "time_to_deprovision_seconds": waited,
                     });
                     match lifecycle::transition(c, &p.account_id, seen, t, origin, details)? {
-                        Applied::Done { .. } => revoke.push(p.account_id.clone()),
+                        Applied::Done { version } => revoke.push((p.account_id.clone(), version)),
                         Applied::Skipped { .. } => {
                             stats.disabled -= 1;
                             skipped += 1;
@@ -319,9 +322,9 @@ pub fn apply(
                     let t = Transition::Purge { mode: purge };
                     let details = json!({ "mode": match purge { PurgeMode::Anonymize => "anonymize", PurgeMode::Delete => "delete" } });
                     match lifecycle::transition(c, &p.account_id, seen, t, origin, details)? {
-                        Applied::Done { .. } => {
+                        Applied::Done { version } => {
                             stats.purged += 1;
-                            revoke.push(p.account_id.clone());
+                            revoke.push((p.account_id.clone(), version));
                         }
                         Applied::Skipped { .. } => skipped += 1,
                     }

@@ -127,7 +127,7 @@ pub(super) async fn revoke_for_idp(
         (None, Some(sub)) => {
             let (c, s) = (connection.to_string(), sub.to_string());
             match state.db.run(move |db| account_of(db, &c, &s)).await {
-                Ok(Some(account)) => state.sessions.revoke_account(&account).await,
+                Ok(Some(account)) => state.sessions.revoke_account(&account, None).await,
                 Ok(None) => Ok(0),
                 Err(e) => Err(crate::session::SessionError::Unavailable(format!(
                     "database: {e}"

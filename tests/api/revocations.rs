@@ -15,6 +15,7 @@ fn record(account: &str) -> SessionRecord {
             email: None,
             display_name: None,
             roles: vec![],
+            version: 0,
         },
         connection: "c".into(),
         subject: account.into(),
@@ -65,8 +66,8 @@ async fn a_revocation_committed_after_a_later_id_still_reaches_in_process_sessio
 
     let mut long = db.get().unwrap();
     long.batch_execute("BEGIN").unwrap();
-    revocations::queue(&mut long, "acc-long").unwrap();
-    revocations::queue(&mut db.get().unwrap(), "acc-short").unwrap();
+    revocations::queue(&mut long, "acc-long", 1).unwrap();
+    revocations::queue(&mut db.get().unwrap(), "acc-short", 1).unwrap();
     assert!(
         gone_within(&sessions, &short_session, Duration::from_secs(5)).await,
         "the follower applies the committed revocation"
@@ -95,12 +96,15 @@ async fn an_applied_revocation_does_not_end_sessions_created_after_it() {
         revocations::Follower::start(&mut c, Duration::from_secs(600)).unwrap()
     };
     let before = sessions.create(record("acc-again")).await.unwrap();
-    revocations::queue(&mut db.get().unwrap(), "acc-again").unwrap();
+    revocations::queue(&mut db.get().unwrap(), "acc-again", 1).unwrap();
     let first = follower.poll_once(&db, &sessions).await.unwrap();
     assert_eq!((first.applied, first.sessions), (1, 1));
     assert!(sessions.get(&before).await.unwrap().is_none());
 
-    let after = sessions.create(record("acc-again")).await.unwrap();
+    // Re-enabled (version 2) and logged in again.
+    let mut again = record("acc-again");
+    again.account.version = 2;
+    let after = sessions.create(again).await.unwrap();
     for _ in 0..3 {
         let again = follower.poll_once(&db, &sessions).await.unwrap();
         assert_eq!(again.applied, 0, "an applied entry is applied again");

@@ -15,6 +15,7 @@ fn record(account: &str) -> SessionRecord {
             email: None,
             display_name: None,
             roles: vec!["r".into()],
+            version: 0,
         },
         connection: "c".into(),
         subject: "s".into(),
@@ -86,12 +87,12 @@ async fn revoking_an_account_ends_all_its_sessions_and_only_those() {
             s.create(record("acc-a")).await.unwrap(),
         ];
         let b = s.create(record("acc-b")).await.unwrap();
-        assert_eq!(s.revoke_account("acc-a").await.unwrap(), 2, "{name}");
+        assert_eq!(s.revoke_account("acc-a", None).await.unwrap(), 2, "{name}");
         for id in &a {
             assert_eq!(s.get(id).await.unwrap(), None, "{name}");
         }
         assert!(s.get(&b).await.unwrap().is_some(), "{name}");
-        assert_eq!(s.revoke_account("acc-a").await.unwrap(), 0, "{name}");
+        assert_eq!(s.revoke_account("acc-a", None).await.unwrap(), 0, "{name}");
     }
 }
 
@@ -270,7 +271,7 @@ async fn revoke_account_never_orphans_a_session_inserted_while_it_runs() {
             let (s, stop) = (s.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(SeqCst) {
-                    s.revoke_account("acc-r").await.unwrap();
+                    s.revoke_account("acc-r", None).await.unwrap();
                     tokio::task::yield_now().await;
                 }
             })
@@ -293,7 +294,7 @@ async fn revoke_account_never_orphans_a_session_inserted_while_it_runs() {
         }
         stop.store(true, SeqCst);
         revoker.await.unwrap();
-        s.revoke_account("acc-r").await.unwrap();
+        s.revoke_account("acc-r", None).await.unwrap();
         let mut survivors = 0;
         for id in &ids {
             if s.get(id).await.unwrap().is_some() {
@@ -306,5 +307,48 @@ async fn revoke_account_never_orphans_a_session_inserted_while_it_runs() {
             "{name}: sessions out of {} that no revocation can reach",
             ids.len()
         );
+    }
+}
+
+/// A login that provisioned just before a disable committed, and stored its session just
+/// after the disable's revocation ran, kept that session until its absolute end: the
+/// revocation had nothing to end yet. The account's epoch refuses it wherever it is checked.
+#[tokio::test]
+async fn a_session_made_before_a_disable_is_refused_even_when_stored_after_the_revocation() {
+    for (name, s) in stores(600).await {
+        let account = format!("acc-epoch-{}", uuid::Uuid::new_v4().simple());
+        let mut before = record(&account);
+        before.account.version = 3;
+        let early = s.create(before.clone()).await.unwrap();
+        // The disable brought the account to version 4 and revoked.
+        assert_eq!(
+            s.revoke_account(&account, Some(4)).await.unwrap(),
+            1,
+            "{name}"
+        );
+        assert!(s.get(&early).await.unwrap().is_none(), "{name}");
+        // The racing login's session lands now, made at version 3.
+        let late = s.create(before).await.unwrap();
+        assert!(
+            s.get(&late).await.unwrap().is_none(),
+            "{name}: a session older than the account's epoch is refused"
+        );
+        // A session after a re-enable (version 5) lives, and the same revocation applied again
+        // (a follower re-reading its window) leaves it alone.
+        let mut after = record(&account);
+        after.account.version = 5;
+        let fresh = s.create(after).await.unwrap();
+        assert_eq!(
+            s.revoke_account(&account, Some(4)).await.unwrap(),
+            0,
+            "{name}"
+        );
+        assert!(s.get(&fresh).await.unwrap().is_some(), "{name}");
+        // An epoch never moves back.
+        s.revoke_account(&account, Some(2)).await.unwrap();
+        let mut old = record(&account);
+        old.account.version = 3;
+        let stale = s.create(old).await.unwrap();
+        assert!(s.get(&stale).await.unwrap().is_none(), "{name}");
     }
 }

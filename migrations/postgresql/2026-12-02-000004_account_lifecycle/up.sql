@@ -12,3 +12,6 @@ UPDATE accounts SET disabled_by = CASE
           ORDER BY e.id DESC LIMIT 1) = 'sweeper' THEN 'directory'
     ELSE 'admin' END
 WHERE status = 'disabled';
+-- The account's lifecycle version after the disable or purge that queued the revocation: a
+-- session made before it is refused, whenever and wherever it is checked.
+ALTER TABLE session_revocations ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
