@@ -14,6 +14,12 @@ use time::PrimitiveDateTime;
 /// Prefix of `disabled_reason` for accounts the sweeper disabled (and so may reactivate).
 pub const DIRECTORY_REASON_PREFIX: &str = "directory:";
 
+/// Whether the sweeper disabled the account (so may reactivate or purge it). The one place
+/// that reads "who disabled" from the reason, until a typed `disabled_by` column replaces it.
+pub fn disabled_by_directory(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.starts_with(DIRECTORY_REASON_PREFIX))
+}
+
 pub fn to_unix(t: PrimitiveDateTime) -> i64 {
     t.assume_utc().unix_timestamp()
 }
@@ -122,10 +128,7 @@ pub fn load_locals(c: &mut DbConnection, connection: &str) -> Result<Vec<LocalId
                 let since = disabled_at.map(to_unix).unwrap_or(0);
                 let status = if status == STATUS_ACTIVE {
                     LocalStatus::Active
-                } else if reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with(DIRECTORY_REASON_PREFIX))
-                {
+                } else if disabled_by_directory(reason.as_deref()) {
                     LocalStatus::DisabledByDirectory { since }
                 } else {
                     LocalStatus::DisabledOther { since }
