@@ -325,6 +325,8 @@ fn hold_purges(plan: &mut Plan, locals: u64, policy: &SweepPolicy, force: bool) 
 }
 
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod regression_tests;
 #[cfg(test)]
 mod tests;
