@@ -123,3 +123,68 @@ async fn an_ldap_entry_without_the_subject_attribute_made_that_person_look_gone(
     assert!(reason.contains("without the subject attribute"), "{reason}");
     assert_eq!(status(&app, "zed").await, "active");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn references_that_hold_nobody_are_ignored_by_pattern_and_no_others() {
+    let slapd = Slapd::start();
+    slapd
+        .add_referral(
+            "DomainDnsZones",
+            "ldap://DomainDnsZones.example.org/DC=DomainDnsZones,DC=example,DC=org",
+        )
+        .await;
+    // The default list ignores AD's application partitions.
+    let app = app_with_ldap(&slapd, "grace_sweeps = 1").await;
+    provision(&app, "alice").await;
+    let r = sweep(&app, SweepOptions::default()).await;
+    assert_eq!(r.outcome, SweepOutcome::Applied, "{:?}", r.plan);
+    // A list of one's own replaces the defaults.
+    let conn = app.state.config.connection(CONNECTION).unwrap().clone();
+    let mut dir = conn.directory.clone().unwrap();
+    if let jitbridge::config::DirectorySourceConfig::Ldap(l) = &mut dir.source {
+        l.ignore_references = vec!["ldap://legacy.example.org/*".into()];
+    }
+    let r = sweep_with(
+        &app,
+        Directory::open(&dir).unwrap(),
+        SweepOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(r.outcome, SweepOutcome::Aborted(_)),
+        "{:?}",
+        r.outcome
+    );
+    slapd
+        .add_referral("legacy", "ldap://legacy.example.org/ou=people,dc=legacy")
+        .await;
+    if let jitbridge::config::DirectorySourceConfig::Ldap(l) = &mut dir.source {
+        l.ignore_references
+            .push("ldap://*/DC=DomainDnsZones,*".into());
+    }
+    let r = sweep_with(
+        &app,
+        Directory::open(&dir).unwrap(),
+        SweepOptions::default(),
+    )
+    .await;
+    assert_eq!(r.outcome, SweepOutcome::Applied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tolerated_entries_without_the_subject_attribute_are_counted_and_audited() {
+    let slapd = Slapd::start();
+    slapd.add_person_by_cn("Front Desk Printer", None).await;
+    let app = app_with_ldap(&slapd, "grace_sweeps = 1\nmax_entries_without_subject = 1").await;
+    provision(&app, "alice").await;
+    let r = sweep(&app, SweepOptions::default()).await;
+    assert_eq!(r.outcome, SweepOutcome::Applied, "{:?}", r.plan);
+    assert_eq!(r.plan.unwrap().without_subject, 1);
+    let noted = app
+        .audit_events()
+        .await
+        .into_iter()
+        .find(|e| e.action == "sweep.entries_without_subject")
+        .expect("audited");
+    assert!(noted.details.contains("\"count\":1"), "{}", noted.details);
+}
