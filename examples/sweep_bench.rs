@@ -6,7 +6,7 @@
 //! sweeper's own cost. One listed subject in 200 is missing, so the plan is not empty.
 use jitbridge::config::Config;
 use jitbridge::db::Db;
-use jitbridge::directory::{Directory, DirectoryEntry, DirectoryError, DirectorySource};
+use jitbridge::directory::{Directory, DirectoryEntry, DirectoryError, DirectorySource, Page};
 use jitbridge::sweeper::{self, SweepOptions};
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ struct Generated {
 }
 
 impl DirectorySource for Generated {
-    async fn next_page(&mut self) -> Result<Option<Vec<DirectoryEntry>>, DirectoryError> {
+    async fn next_page(&mut self) -> Result<Option<Page>, DirectoryError> {
         if self.next >= self.n {
             return Ok(None);
         }
@@ -27,9 +27,9 @@ impl DirectorySource for Generated {
                 subject: format!("user{i:06}"),
                 active: true,
             })
-            .collect();
+            .collect::<Vec<_>>();
         self.next = end;
-        Ok(Some(page))
+        Ok(Some(page.into()))
     }
 }
 

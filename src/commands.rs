@@ -145,6 +145,15 @@ fn print_report(r: &sweeper::SweepReport) {
         };
         println!("  {:<40} account {}  {what}", p.subject, p.account_id);
     }
+    if plan.without_subject > 0 {
+        println!(
+            "  {} entries without the subject attribute (within max_entries_without_subject)",
+            plan.without_subject
+        );
+    }
+    if let Some(reason) = &plan.purges_held {
+        println!("  purges held back: {reason}");
+    }
     if let Some(reason) = &plan.abort {
         println!("  stopped before any change: {reason}");
     }

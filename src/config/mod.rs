@@ -5,6 +5,7 @@
 //! key, the bad value (never a secret) and the fix. After [`Config::load`] the rest of the
 //! program only sees parsed, valid values.
 
+mod directory;
 mod raw;
 mod saml;
 mod secret;
@@ -144,6 +145,9 @@ pub struct LdapConfig {
     pub ad_user_account_control: bool,
     /// Otherwise: the entry is disabled when this attribute has this value (case-insensitive).
     pub disabled_attribute: Option<(String, String)>,
+    /// Search references (referrals) that hold nobody and may be left out of a listing; any
+    /// other reference makes the listing incomplete. Patterns with `*` (see `directory`).
+    pub ignore_references: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,13 +181,37 @@ pub struct SweepPolicy {
     pub grace_period: Duration,
     /// A sweep that would disable more than this fraction of the active accounts stops.
     pub max_disable_fraction: f64,
-    /// Or more than this many.
+    /// Or more than this many. Both also bound accounts marked missing (within grace) plus
+    /// disabled in one sweep: a listing that lost many people must not start their grace.
     pub max_disable_count: Option<u64>,
+    /// How many listed entries may lack the subject attribute before a sweep stops.
+    pub without_subject: Tolerance,
+    /// A sweep that would purge more than this fraction of the connection's accounts, or more
+    /// than `max_purge_count`, purges none of them (the rest of the sweep goes ahead).
+    pub max_purge_fraction: f64,
+    pub max_purge_count: u64,
     /// Reactivate accounts the sweeper disabled when they reappear (otherwise they stay disabled).
     pub reactivate: bool,
     /// Accounts disabled for longer than this are purged.
     pub retention: Option<Duration>,
     pub purge: PurgeMode,
+}
+
+/// A bound given as a count, a fraction of the whole, or both (then both must hold); with
+/// neither, nothing is tolerated.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tolerance {
+    pub count: Option<u64>,
+    pub fraction: Option<f64>,
+}
+
+impl Tolerance {
+    pub fn allows(&self, n: u64, of: u64) -> bool {
+        if self.count.is_none() && self.fraction.is_none() {
+            return n == 0;
+        }
+        self.count.is_none_or(|c| n <= c) && self.fraction.is_none_or(|f| n as f64 <= f * of as f64)
+    }
 }
 
 #[derive(Debug, Clone)]

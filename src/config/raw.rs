@@ -85,6 +85,7 @@ struct RawDirectory {
     ad_user_account_control: Option<bool>,
     disabled_attribute: Option<String>,
     disabled_value: Option<String>,
+    ignore_references: Option<Vec<String>>,
     // SCIM
     base_url: Option<String>,
     token: Option<SecretSource>,
@@ -97,6 +98,10 @@ struct RawDirectory {
     grace_period: Option<String>,
     max_disable_fraction: Option<f64>,
     max_disable_count: Option<u64>,
+    max_entries_without_subject: Option<u64>,
+    max_entries_without_subject_fraction: Option<f64>,
+    max_purge_fraction: Option<f64>,
+    max_purge_count: Option<u64>,
     reactivate: Option<bool>,
     retention: Option<String>,
     purge: Option<String>,
@@ -734,6 +739,11 @@ fn validate_directory(c: &mut Collector, key: &str, d: RawDirectory) -> Option<D
                 subject_attribute: subject_attribute?,
                 ad_user_account_control: d.ad_user_account_control.unwrap_or(false),
                 disabled_attribute,
+                ignore_references: super::directory::ignore_references(
+                    c,
+                    key,
+                    d.ignore_references.clone(),
+                ),
             }))
         }
         "scim" => {
@@ -799,15 +809,12 @@ fn validate_directory(c: &mut Collector, key: &str, d: RawDirectory) -> Option<D
             None
         }
     };
-    let fraction = d.max_disable_fraction.unwrap_or(0.10);
-    if !(0.0..=1.0).contains(&fraction) {
-        c.push(
-            format!("{key}.max_disable_fraction"),
-            Some(&fraction.to_string()),
-            "must be between 0 and 1",
-            "write e.g. 0.1 for 10%",
-        );
-    }
+    let fraction = super::directory::fraction(
+        c,
+        &format!("{key}.max_disable_fraction"),
+        d.max_disable_fraction,
+        0.10,
+    );
     let purge = match d.purge.as_deref().unwrap_or("anonymize") {
         "anonymize" => PurgeMode::Anonymize,
         "delete" => PurgeMode::Delete,
@@ -847,6 +854,21 @@ fn validate_directory(c: &mut Collector, key: &str, d: RawDirectory) -> Option<D
         },
         max_disable_fraction: fraction,
         max_disable_count: d.max_disable_count,
+        without_subject: super::directory::without_subject(
+            c,
+            key,
+            d.max_entries_without_subject,
+            d.max_entries_without_subject_fraction,
+        ),
+        max_purge_fraction: super::directory::fraction(
+            c,
+            &format!("{key}.max_purge_fraction"),
+            d.max_purge_fraction,
+            super::directory::DEFAULT_MAX_PURGE_FRACTION,
+        ),
+        max_purge_count: d
+            .max_purge_count
+            .unwrap_or(super::directory::DEFAULT_MAX_PURGE_COUNT),
         reactivate: d.reactivate.unwrap_or(false),
         retention: d.retention.as_deref().map(|r| {
             c.duration(

@@ -211,3 +211,41 @@ fn saml_mistakes_name_the_key_and_the_fix() {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
 }
+
+const LDAP_DIRECTORY: &str = r#"
+[connection.directory]
+kind = "ldap"
+url = "ldaps://ldap.example.com"
+bind_dn = "cn=sweeper"
+bind_password = "x"
+base_dn = "ou=people,dc=example,dc=com"
+subject_attribute = "objectGUID"
+"#;
+
+#[test]
+fn directory_listing_and_purge_keys_have_safe_defaults_and_named_errors() {
+    let c = load(&format!("{OIDC}{LDAP_DIRECTORY}"), &[]).unwrap();
+    let d = c.connections[0].directory.as_ref().unwrap();
+    assert_eq!(d.policy.without_subject, Tolerance::default());
+    assert!(!d.policy.without_subject.allows(1, 1000));
+    assert_eq!(
+        (d.policy.max_purge_fraction, d.policy.max_purge_count),
+        (0.1, 100)
+    );
+    let DirectorySourceConfig::Ldap(l) = &d.source else {
+        panic!()
+    };
+    assert_eq!(l.ignore_references.len(), 3);
+    let bad = format!(
+        "{OIDC}{LDAP_DIRECTORY}ignore_references = [\"*\"]\nmax_entries_without_subject_fraction = 2.0\nmax_purge_fraction = -1.0\n"
+    );
+    let e = load(&bad, &[]).unwrap_err().to_string();
+    for key in [
+        "connection[corp].directory.ignore_references",
+        "connection[corp].directory.max_entries_without_subject_fraction",
+        "connection[corp].directory.max_purge_fraction",
+    ] {
+        assert!(e.contains(key), "{key} not named in: {e}");
+    }
+    assert!(e.contains("would ignore every search reference"), "{e}");
+}

@@ -1,11 +1,18 @@
 //! LDAP and Active Directory, with `ldap3`: simple bind as a service account, LDAPS or
 //! StartTLS, paged results (RFC 2696) so that the server never has to send everything at once.
+//!
+//! Search references are not chased: one that `ignore_references` does not cover fails the
+//! listing as incomplete (see `references`). Entries without the subject attribute are counted
+//! in the page, not skipped.
 
-use super::{DirectoryEntry, DirectoryError};
+use super::references::ignorable;
+use super::{DirectoryEntry, DirectoryError, Page};
 use crate::config::LdapConfig;
 use base64::Engine;
-use ldap3::adapters::{EntriesOnly, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchStream};
+use ldap3::adapters::PagedResults;
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, ResultEntry, Scope, SearchEntry, SearchStream,
+};
 use std::time::Duration;
 
 /// userAccountControl bit meaning "account disabled" (ACCOUNTDISABLE).
@@ -66,10 +73,10 @@ impl LdapSource {
         if let Some((a, _)) = &self.cfg.disabled_attribute {
             attrs.push(a.clone());
         }
-        let adapters: Vec<Box<dyn ldap3::adapters::Adapter<'static, String, Vec<String>>>> = vec![
-            Box::new(EntriesOnly::new()),
-            Box::new(PagedResults::new(self.page_size as i32)),
-        ];
+        // No EntriesOnly adapter: it drops search references (and its parser panics on a
+        // malformed one); `next_page` reads them itself.
+        let adapters: Vec<Box<dyn ldap3::adapters::Adapter<'static, String, Vec<String>>>> =
+            vec![Box::new(PagedResults::new(self.page_size as i32))];
         let stream = ldap
             .with_timeout(self.timeout)
             .streaming_search_with(
@@ -98,7 +105,8 @@ impl LdapSource {
                 .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
         };
         let Some(subject) = subject.filter(|s| !s.is_empty()) else {
-            // An entry without the subject attribute cannot be anyone's identity: skip it.
+            // Someone whose subject we cannot read (absent, or hidden from the service account
+            // by an ACL): the caller counts it, since skipping it would make them look gone.
             return Ok(None);
         };
         let value = |name: &str| {
@@ -130,26 +138,40 @@ impl LdapSource {
 }
 
 impl super::DirectorySource for LdapSource {
-    async fn next_page(&mut self) -> Result<Option<Vec<DirectoryEntry>>, DirectoryError> {
+    async fn next_page(&mut self) -> Result<Option<Page>, DirectoryError> {
         if self.done {
             return Ok(None);
         }
         if self.stream.is_none() {
             self.start().await?;
         }
-        let mut page = Vec::with_capacity(self.page_size as usize);
-        while page.len() < self.page_size as usize {
+        let mut page = Page::default();
+        while page.entries.len() + (page.without_subject as usize) < self.page_size as usize {
             let (_, stream) = self.stream.as_mut().expect("started above");
             let next = tokio::time::timeout(self.timeout, stream.next())
                 .await
                 .map_err(|_| DirectoryError::Timeout)?
                 .map_err(io_error)?;
             match next {
-                Some(raw) => {
-                    if let Some(e) = self.entry(SearchEntry::construct(raw))? {
-                        page.push(e);
+                Some(raw) if raw.is_intermediate() => {}
+                Some(raw) if raw.is_ref() => {
+                    for url in reference_urls(raw)? {
+                        if ignorable(&url, &self.cfg.ignore_references) {
+                            tracing::debug!(reference = %url, "ignoring a search reference (ignore_references)");
+                            continue;
+                        }
+                        // Drop the search: the connection closes, the listing has failed.
+                        self.stream = None;
+                        self.done = true;
+                        return Err(DirectoryError::Incomplete(format!(
+                            "the directory referred part of the search to {url}, which jitbridge does not follow; list that directory (or the Global Catalog) separately, or add a pattern matching it to ignore_references if it holds nobody"
+                        )));
                     }
                 }
+                Some(raw) => match self.entry(SearchEntry::construct(raw))? {
+                    Some(e) => page.entries.push(e),
+                    None => page.without_subject += 1,
+                },
                 None => {
                     let (mut ldap, mut stream) = self.stream.take().expect("started above");
                     let res = stream.finish().await;
@@ -159,8 +181,14 @@ impl super::DirectorySource for LdapSource {
                     // listing is not the whole directory.
                     if res.rc != 0 {
                         return Err(DirectoryError::Incomplete(format!(
-                            "the search ended with result code {}: {}",
-                            res.rc, res.text
+                            "the search ended with result code {}: {}{}",
+                            res.rc,
+                            res.text,
+                            if res.refs.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (referred to {})", res.refs.join(", "))
+                            }
                         )));
                     }
                     break;
@@ -169,4 +197,24 @@ impl super::DirectorySource for LdapSource {
         }
         Ok((!page.is_empty()).then_some(page))
     }
+}
+
+/// The URLs of a SearchResultReference, read without trusting its shape.
+fn reference_urls(raw: ResultEntry) -> Result<Vec<String>, DirectoryError> {
+    let bad = || DirectoryError::Protocol("a search reference that is not a list of URLs".into());
+    let urls: Vec<String> = raw
+        .0
+        .expect_constructed()
+        .ok_or_else(bad)?
+        .into_iter()
+        .map(|t| {
+            t.expect_primitive()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(bad)
+        })
+        .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Err(bad());
+    }
+    Ok(urls)
 }

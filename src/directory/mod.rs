@@ -2,14 +2,19 @@
 //!
 //! Each source streams the directory's people page by page, so memory stays bounded whatever
 //! the directory's size. A listing either completes or fails: an error, a time-out, a refused
-//! bind or a listing that ends early is an error, never "these people are gone". Vendor APIs
+//! bind or a listing that ends early is an error, never "these people are gone". Nothing is
+//! dropped silently: a part of the directory the source cannot read (an LDAP search reference,
+//! a SCIM page that does not line up) fails the listing as incomplete, and an entry without the
+//! subject attribute is counted in its [`Page`] so that the sweeper can decide. Vendor APIs
 //! (Microsoft Graph, Okta, Google, Keycloak admin) are further implementations of the same
 //! trait; the reconciler does not change.
 
 mod ldap;
+mod references;
 mod scim;
 
 pub use ldap::LdapSource;
+pub use references::DEFAULT_IGNORED as DEFAULT_IGNORED_REFERENCES;
 pub use scim::ScimSource;
 
 use crate::config::{DirectoryConfig, DirectorySourceConfig};
@@ -22,6 +27,30 @@ pub struct DirectoryEntry {
     pub subject: String,
     /// False when the directory keeps the entry but marks it disabled (AD flag, SCIM active=false).
     pub active: bool,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub entries: Vec<DirectoryEntry>,
+    /// Entries without the subject attribute (absent, empty, or not readable by the service
+    /// account): someone is there, but nobody can tell who, so they are counted, never skipped.
+    pub without_subject: u64,
+}
+
+impl Page {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.without_subject == 0
+    }
+}
+
+impl From<Vec<DirectoryEntry>> for Page {
+    fn from(entries: Vec<DirectoryEntry>) -> Self {
+        Self {
+            entries,
+            without_subject: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -41,9 +70,7 @@ pub enum DirectoryError {
 /// A source of directory entries, read page by page.
 pub trait DirectorySource: Send {
     /// The next page; `Ok(None)` once the listing is complete.
-    fn next_page(
-        &mut self,
-    ) -> impl Future<Output = Result<Option<Vec<DirectoryEntry>>, DirectoryError>> + Send;
+    fn next_page(&mut self) -> impl Future<Output = Result<Option<Page>, DirectoryError>> + Send;
 }
 
 /// The configured source of a connection (enum dispatch keeps the trait free of boxing).
@@ -70,7 +97,7 @@ impl Directory {
 }
 
 impl DirectorySource for Directory {
-    async fn next_page(&mut self) -> Result<Option<Vec<DirectoryEntry>>, DirectoryError> {
+    async fn next_page(&mut self) -> Result<Option<Page>, DirectoryError> {
         match self {
             Self::Ldap(s) => s.next_page().await,
             Self::Scim(s) => s.next_page().await,
@@ -105,12 +132,12 @@ impl MemorySource {
 }
 
 impl DirectorySource for MemorySource {
-    async fn next_page(&mut self) -> Result<Option<Vec<DirectoryEntry>>, DirectoryError> {
+    async fn next_page(&mut self) -> Result<Option<Page>, DirectoryError> {
         if self.fail_after_pages.is_some_and(|n| self.pages >= n) {
             return Err(DirectoryError::Incomplete("the connection dropped".into()));
         }
         self.pages += 1;
         let page: Vec<_> = self.entries.by_ref().take(self.page_size).collect();
-        Ok((!page.is_empty()).then_some(page))
+        Ok((!page.is_empty()).then_some(page.into()))
     }
 }

@@ -1,13 +1,19 @@
 //! SCIM 2.0 (RFC 7644) as a client: `GET /Users` with index-based paging (startIndex/count),
 //! a bearer token, and `active = false` read as "gone".
 //!
-//! Index paging shifts when someone is added or removed mid-listing, which could skip a person
-//! and make them look gone; a listing whose totalResults changes between pages is therefore
-//! refused as incomplete (the next sweep tries again).
+//! `totalResults` alone proves nothing: a service that ignores `startIndex` answers page one
+//! again and again, and index paging shifts when someone is added or removed mid-listing. So
+//! every page must line up (RFC 7644 §3.4.2.4): the echoed `startIndex` is the one asked for,
+//! `itemsPerPage` is what the page holds, no resource comes twice, `totalResults` never
+//! changes, and the listing ends with exactly `totalResults` resources. Anything else is an
+//! incomplete listing (the next sweep tries again). A service may return fewer resources than
+//! `count` asked for (many cap it); the next page starts after what actually came.
 
-use super::{DirectoryEntry, DirectoryError};
+use super::{DirectoryEntry, DirectoryError, Page};
 use crate::config::{ScimConfig, ScimSubject};
 use serde::Deserialize;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 pub struct ScimSource {
@@ -16,6 +22,13 @@ pub struct ScimSource {
     page_size: u32,
     next_index: u64,
     total: Option<u64>,
+    /// Randomly keyed hashes of the resources listed so far (8 bytes each, not the ids): a
+    /// collision can only make a listing look repeated, which stops the sweep, never one that
+    /// acts on a wrong listing.
+    listed: HashSet<u64>,
+    hasher: RandomState,
+    /// Resources received, identifiable or not.
+    received: u64,
     done: bool,
 }
 
@@ -23,6 +36,8 @@ pub struct ScimSource {
 #[serde(rename_all = "camelCase")]
 struct ListResponse {
     total_results: u64,
+    start_index: Option<u64>,
+    items_per_page: Option<u64>,
     #[serde(default, rename = "Resources")]
     resources: Vec<ScimUser>,
 }
@@ -60,6 +75,9 @@ impl ScimSource {
             page_size,
             next_index: 1,
             total: None,
+            listed: HashSet::new(),
+            hasher: RandomState::new(),
+            received: 0,
             done: false,
         })
     }
@@ -75,7 +93,7 @@ impl ScimSource {
 }
 
 impl super::DirectorySource for ScimSource {
-    async fn next_page(&mut self) -> Result<Option<Vec<DirectoryEntry>>, DirectoryError> {
+    async fn next_page(&mut self) -> Result<Option<Page>, DirectoryError> {
         if self.done {
             return Ok(None);
         }
@@ -118,34 +136,42 @@ impl super::DirectorySource for ScimSource {
         })?;
         let list: ListResponse = serde_json::from_slice(&body)
             .map_err(|e| DirectoryError::Protocol(format!("not a SCIM ListResponse: {e}")))?;
-        match self.total {
-            None => self.total = Some(list.total_results),
-            Some(t) if t != list.total_results => {
-                return Err(DirectoryError::Incomplete(format!(
-                    "totalResults changed from {t} to {}",
-                    list.total_results
-                )));
-            }
-            Some(_) => {}
-        }
-        let total = list.total_results;
+        self.check_page(&list)?;
+        let (asked, total) = (self.next_index, list.total_results);
         if list.resources.is_empty() {
-            if self.next_index <= total {
-                return Err(DirectoryError::Incomplete(format!(
-                    "an empty page at index {} of {total}",
-                    self.next_index
-                )));
-            }
             self.done = true;
             return Ok(None);
         }
         self.next_index += list.resources.len() as u64;
+        self.received += list.resources.len() as u64;
         if self.next_index > total {
             self.done = true;
+            if self.received != total {
+                return Err(DirectoryError::Incomplete(format!(
+                    "the listing brought {} resources but totalResults is {total}",
+                    self.received
+                )));
+            }
         }
-        let mut page = Vec::with_capacity(list.resources.len());
+        let mut page = Page::default();
         for u in &list.resources {
+            // RFC 7643 makes `id` required and unique; without one, the subject serves.
+            let key = match (&u.id, self.subject(u)) {
+                (Some(id), _) => Some(("id", id.clone())),
+                (None, Some(s)) => Some(("subject", s)),
+                (None, None) => None,
+            };
+            if let Some(key) = key
+                && !self.listed.insert(self.hasher.hash_one(&key))
+            {
+                // The value stays out of the message: it may be a person's address.
+                return Err(DirectoryError::Incomplete(format!(
+                    "the page at startIndex {asked} lists a resource (same {}) listed before: the pages overlap (the service ignores startIndex, or its order shifted while it was read)",
+                    key.0
+                )));
+            }
             let Some(subject) = self.subject(u) else {
+                page.without_subject += 1;
                 continue;
             };
             let active = match &u.active {
@@ -159,8 +185,53 @@ impl super::DirectorySource for ScimSource {
                     ));
                 }
             };
-            page.push(DirectoryEntry { subject, active });
+            page.entries.push(DirectoryEntry { subject, active });
         }
         Ok(Some(page))
+    }
+}
+
+impl ScimSource {
+    /// That the page is the one asked for (RFC 7644 §3.4.2.4), before anything is taken from it.
+    fn check_page(&mut self, list: &ListResponse) -> Result<(), DirectoryError> {
+        let incomplete = |m: String| Err(DirectoryError::Incomplete(m));
+        let (asked, total, n) = (
+            self.next_index,
+            list.total_results,
+            list.resources.len() as u64,
+        );
+        match self.total {
+            None => self.total = Some(total),
+            Some(t) if t != total => {
+                return incomplete(format!("totalResults changed from {t} to {total}"));
+            }
+            Some(_) => {}
+        }
+        if n == 0 && asked <= total {
+            return incomplete(format!("an empty page at index {asked} of {total}"));
+        }
+        match list.start_index {
+            Some(s) if s != asked => {
+                return incomplete(format!(
+                    "asked for startIndex {asked}, the service answered startIndex {s}: it does not page as RFC 7644 says"
+                ));
+            }
+            // Without the echo nothing shows which page this is; only a first page that holds
+            // everything needs none.
+            None if n > 0 && !(asked == 1 && n >= total) => {
+                return incomplete(format!(
+                    "the service did not echo startIndex for a page of {n} of {total} (RFC 7644 §3.4.2.4 requires it when paging), so the pages cannot be shown to line up"
+                ));
+            }
+            _ => {}
+        }
+        if let Some(ipp) = list.items_per_page
+            && ipp != n
+        {
+            return incomplete(format!(
+                "itemsPerPage says {ipp} but the page at index {asked} holds {n} resources"
+            ));
+        }
+        Ok(())
     }
 }

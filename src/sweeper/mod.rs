@@ -14,7 +14,7 @@ use crate::config::{ConnectionConfig, DirectoryConfig};
 use crate::db::{Db, DbError, now};
 use crate::directory::{DirectoryError, DirectorySource};
 use crate::session::SessionStore;
-use reconcile::{Plan, Reconciler};
+use reconcile::{Listing, Plan, Reconciler};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use store::RunStats;
@@ -136,15 +136,17 @@ async fn sweep_locked<S: DirectorySource>(
     let (locals, snapshot) = db.run(move |c| store::load_locals(c, &n)).await?;
     let mut reconciler = Reconciler::new(locals);
     let mut renewed = Instant::now();
-    loop {
+    // However the listing ends, the reconciler decides: an incomplete one plans nothing.
+    let listing = loop {
         match source.next_page().await {
             Ok(Some(page)) => {
-                for e in &page {
+                for e in &page.entries {
                     reconciler.observe(&e.subject, e.active);
                 }
+                reconciler.observe_without_subject(page.without_subject);
             }
-            Ok(None) => break,
-            Err(e) => return abort(db, name, started, listing_reason(&e), opts).await,
+            Ok(None) => break Listing::Complete,
+            Err(e) => break Listing::Incomplete(listing_reason(&e)),
         }
         if renewed.elapsed() > LEASE_RENEW_EVERY {
             let (n, h) = (name.to_string(), holder.to_string());
@@ -158,12 +160,13 @@ async fn sweep_locked<S: DirectorySource>(
             }
             renewed = Instant::now();
         }
-    }
-    let plan = reconciler.finish(&dir.policy, crate::session::unix_now(), opts.force);
+    };
+    let plan = reconciler.finish(listing, &dir.policy, crate::session::unix_now(), opts.force);
     if let Some(reason) = plan.abort.clone() {
         let (outcome, _, stats) = abort(db, name, started, reason, opts).await?;
         return Ok((outcome, Some(plan), stats));
     }
+    notes(db, name, &plan, opts).await?;
     if opts.dry_run {
         let stats = RunStats {
             seen: plan.seen as i64,
@@ -206,6 +209,50 @@ async fn sweep_locked<S: DirectorySource>(
         }
     }
     Ok((SweepOutcome::Applied, Some(plan), stats))
+}
+
+/// What a sweep that goes ahead must still say: tolerated entries without a subject, purges
+/// held back by the purge cap. Logged and audited before the plan is applied.
+async fn notes(db: &Db, name: &str, plan: &Plan, opts: SweepOptions) -> Result<(), SweepError> {
+    let mut events = Vec::new();
+    if plan.without_subject > 0 {
+        tracing::warn!(
+            count = plan.without_subject,
+            listed = plan.seen + plan.without_subject,
+            "listed entries without the subject attribute (within max_entries_without_subject)"
+        );
+        events.push((
+            "sweep.entries_without_subject",
+            json!({ "count": plan.without_subject, "listed": plan.seen + plan.without_subject, "dry_run": opts.dry_run }),
+        ));
+    }
+    if let Some(reason) = &plan.purges_held {
+        tracing::warn!(reason = %reason, "purges held back");
+        events.push((
+            "sweep.purges_held",
+            json!({ "reason": reason, "dry_run": opts.dry_run }),
+        ));
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = name.to_string();
+    db.run(move |c| {
+        c.write_transaction(|c| {
+            for (action, details) in events {
+                crate::audit::record(
+                    c,
+                    crate::audit::Event::new(action, crate::audit::Outcome::Success)
+                        .actor("sweeper")
+                        .connection(&n)
+                        .details(details),
+                )?;
+            }
+            Ok::<_, DbError>(())
+        })
+    })
+    .await?;
+    Ok(())
 }
 
 fn listing_reason(e: &DirectoryError) -> String {

@@ -1,6 +1,10 @@
-//! The reconciler: a connection's local identities against a complete directory listing, to a
-//! plan. Pure (no I/O): the listing is observed entry by entry so memory is bounded by the
-//! local identities, and the same code serves dry runs, real sweeps and property tests.
+//! The reconciler: a connection's local identities against a directory listing, to a plan.
+//! Pure (no I/O): the listing is observed entry by entry so memory is bounded by the local
+//! identities, and the same code serves dry runs, real sweeps and property tests.
+//!
+//! It also holds the safety gates, so that no caller can skip one: an incomplete listing plans
+//! nothing; an empty one, one with too many entries without a subject, or one that would mark
+//! missing or disable too many accounts stops the sweep; too many purges are held back.
 
 use crate::config::SweepPolicy;
 use std::collections::HashMap;
@@ -57,7 +61,8 @@ pub enum Action {
     Reactivate,
     /// Seen again after the sweeper disabled it, but the policy keeps it disabled.
     LeaveDisabled,
-    /// Disabled for longer than the retention period.
+    /// Disabled by the sweeper for longer than the retention period, and still not listed as
+    /// active.
     Purge,
 }
 
@@ -71,9 +76,21 @@ pub struct Planned {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub seen: u64,
+    /// Listed entries without the subject attribute (within the tolerance, or the plan aborts).
+    pub without_subject: u64,
     pub actions: Vec<Planned>,
     /// Set when a safety gate stopped the sweep: nothing may be applied.
     pub abort: Option<String>,
+    /// Set when purges were left out of `actions` because there were too many.
+    pub purges_held: Option<String>,
+}
+
+/// How the listing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    Complete,
+    /// It failed or could not be shown to be whole: nobody may be taken for gone.
+    Incomplete(String),
 }
 
 impl Plan {
@@ -83,6 +100,15 @@ impl Plan {
 
     pub fn disables(&self) -> usize {
         self.count(|a| matches!(a, Action::Disable { .. }))
+    }
+
+    /// Active accounts this plan takes for missing: marked within grace, or disabled.
+    pub fn missing(&self) -> usize {
+        self.count(|a| matches!(a, Action::MarkMissing { .. } | Action::Disable { .. }))
+    }
+
+    pub fn purges(&self) -> usize {
+        self.count(|a| matches!(a, Action::Purge))
     }
 }
 
@@ -98,6 +124,7 @@ pub struct Reconciler {
     index: HashMap<String, usize>,
     seen: Vec<Seen>,
     listed: u64,
+    without_subject: u64,
 }
 
 impl Reconciler {
@@ -113,6 +140,7 @@ impl Reconciler {
             index,
             seen,
             listed: 0,
+            without_subject: 0,
         }
     }
 
@@ -127,8 +155,35 @@ impl Reconciler {
         }
     }
 
-    /// The plan after a complete, successful listing.
-    pub fn finish(self, policy: &SweepPolicy, now: i64, force: bool) -> Plan {
+    /// Records entries that carry no subject: someone is there, nobody can tell who.
+    pub fn observe_without_subject(&mut self, n: u64) {
+        self.without_subject = self.without_subject.saturating_add(n);
+    }
+
+    /// The plan once the listing has ended. Only a complete listing plans any change.
+    pub fn finish(self, listing: Listing, policy: &SweepPolicy, now: i64, force: bool) -> Plan {
+        let mut plan = Plan {
+            seen: self.listed,
+            without_subject: self.without_subject,
+            actions: Vec::new(),
+            abort: None,
+            purges_held: None,
+        };
+        if let Listing::Incomplete(reason) = listing {
+            plan.abort = Some(reason);
+            return plan;
+        }
+        let locals = self.locals.len() as u64;
+        let (actions, active_locals) = self.actions(policy, now);
+        plan.actions = actions;
+        plan.abort = gate(&plan, active_locals, policy, force);
+        if plan.abort.is_none() {
+            plan.purges_held = hold_purges(&mut plan, locals, policy, force);
+        }
+        plan
+    }
+
+    fn actions(&self, policy: &SweepPolicy, now: i64) -> (Vec<Planned>, u64) {
         let mut actions = Vec::new();
         let mut active_locals = 0u64;
         for (l, seen) in self.locals.iter().zip(&self.seen) {
@@ -184,11 +239,9 @@ impl Reconciler {
                     };
                     push(&mut actions, action);
                 }
-                (
-                    _,
-                    LocalStatus::DisabledByDirectory { since }
-                    | LocalStatus::DisabledOther { since },
-                ) => {
+                // Only what the sweeper disabled, and only while the directory still does not
+                // list it as active (the arm above took those): an admin's hold is the admin's.
+                (Seen::No | Seen::Inactive, LocalStatus::DisabledByDirectory { since }) => {
                     if policy
                         .retention
                         .is_some_and(|r| now.saturating_sub(since) >= r.as_secs() as i64)
@@ -196,15 +249,10 @@ impl Reconciler {
                         push(&mut actions, Action::Purge);
                     }
                 }
+                (_, LocalStatus::DisabledOther { .. }) => {}
             }
         }
-        let mut plan = Plan {
-            seen: self.listed,
-            actions,
-            abort: None,
-        };
-        plan.abort = gate(&plan, active_locals, policy, force);
-        plan
+        (actions, active_locals)
     }
 }
 
@@ -218,10 +266,19 @@ fn gate(plan: &Plan, active_locals: u64, policy: &SweepPolicy, force: bool) -> O
                 .into(),
         );
     }
-    let disables = plan.disables() as u64;
-    if force || disables == 0 {
+    let listed = plan.seen + plan.without_subject;
+    if !policy.without_subject.allows(plan.without_subject, listed) {
+        // Not passed by force either: these people would look gone, and more force does not
+        // tell who they are.
+        return Some(format!(
+            "{} of {listed} listed entries came without the subject attribute, so those people would look gone; make the attribute readable by the service account or narrow the filter to people, or raise max_entries_without_subject / max_entries_without_subject_fraction if these entries are not people",
+            plan.without_subject
+        ));
+    }
+    if force {
         return None;
     }
+    let (disables, missing) = (plan.disables() as u64, plan.missing() as u64);
     let allowed = (policy.max_disable_fraction * active_locals as f64).ceil() as u64;
     if disables > allowed {
         return Some(format!(
@@ -229,15 +286,47 @@ fn gate(plan: &Plan, active_locals: u64, policy: &SweepPolicy, force: bool) -> O
             policy.max_disable_fraction
         ));
     }
-    if let Some(max) = policy.max_disable_count
-        && disables > max
-    {
+    if missing > allowed {
         return Some(format!(
-            "the sweep would disable {disables} accounts, more than max_disable_count = {max}; rerun with --force if this is intended"
+            "the sweep would take {missing} of {active_locals} active accounts for missing ({disables} to disable, the rest to mark within grace), more than max_disable_fraction = {} allows ({allowed}); rerun with --force if this is intended",
+            policy.max_disable_fraction
         ));
+    }
+    if let Some(max) = policy.max_disable_count {
+        if disables > max {
+            return Some(format!(
+                "the sweep would disable {disables} accounts, more than max_disable_count = {max}; rerun with --force if this is intended"
+            ));
+        }
+        if missing > max {
+            return Some(format!(
+                "the sweep would take {missing} accounts for missing ({disables} to disable), more than max_disable_count = {max}; rerun with --force if this is intended"
+            ));
+        }
     }
     None
 }
 
+/// The purge cap. Too many purges are all held back (a partial batch would be arbitrary, and
+/// would drain the cap sweep after sweep), while the rest of the plan goes ahead: leavers are
+/// still disabled, and nothing irreversible happens until an operator looks.
+fn hold_purges(plan: &mut Plan, locals: u64, policy: &SweepPolicy, force: bool) -> Option<String> {
+    let purges = plan.purges() as u64;
+    let allowed =
+        ((policy.max_purge_fraction * locals as f64).ceil() as u64).min(policy.max_purge_count);
+    if force || purges <= allowed {
+        return None;
+    }
+    plan.actions.retain(|p| p.action != Action::Purge);
+    Some(format!(
+        "{purges} accounts are due for purging, more than max_purge_fraction = {} of {locals} accounts or max_purge_count = {} allow ({allowed}); none was purged; rerun with --force if this is intended",
+        policy.max_purge_fraction, policy.max_purge_count
+    ))
+}
+
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
+mod regression_tests;
 #[cfg(test)]
 mod tests;

@@ -3,19 +3,22 @@ use crate::config::PurgeMode;
 use proptest::prelude::*;
 use std::time::Duration;
 
-fn policy() -> SweepPolicy {
+pub(super) fn policy() -> SweepPolicy {
     SweepPolicy {
         grace_sweeps: 2,
         grace_period: Duration::ZERO,
         max_disable_fraction: 0.5,
         max_disable_count: None,
+        without_subject: Default::default(),
+        max_purge_fraction: 1.0,
+        max_purge_count: 1000,
         reactivate: true,
         retention: Some(Duration::from_secs(1000)),
         purge: PurgeMode::Anonymize,
     }
 }
 
-fn local(subject: &str) -> LocalIdentity {
+pub(super) fn local(subject: &str) -> LocalIdentity {
     LocalIdentity {
         subject: subject.into(),
         account_id: format!("acc-{subject}"),
@@ -25,7 +28,7 @@ fn local(subject: &str) -> LocalIdentity {
     }
 }
 
-fn plan(
+pub(super) fn plan(
     locals: Vec<LocalIdentity>,
     listing: &[(&str, bool)],
     policy: &SweepPolicy,
@@ -35,10 +38,10 @@ fn plan(
     for (s, active) in listing {
         r.observe(s, *active);
     }
-    r.finish(policy, 10_000, force)
+    r.finish(Listing::Complete, policy, 10_000, force)
 }
 
-fn action_of<'a>(p: &'a Plan, subject: &str) -> Option<&'a Action> {
+pub(super) fn action_of<'a>(p: &'a Plan, subject: &str) -> Option<&'a Action> {
     p.actions
         .iter()
         .find(|a| a.subject == subject)

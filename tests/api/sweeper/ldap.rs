@@ -49,7 +49,7 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
-    async fn admin(&self) -> ldap3::Ldap {
+    pub async fn admin(&self) -> ldap3::Ldap {
         let (conn, mut ldap) = LdapConnAsync::new(&self.url()).await.unwrap();
         ldap3::drive!(conn);
         ldap.simple_bind(ADMIN_DN, ADMIN_PW)
@@ -142,7 +142,7 @@ const FILLERS: &[&str] = &[
     "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
 ];
 
-async fn app_with_ldap(slapd: &Slapd, extra: &str) -> TestApp {
+pub async fn app_with_ldap(slapd: &Slapd, extra: &str) -> TestApp {
     slapd.add_users(&["alice", "bob"]).await;
     slapd.add_users(FILLERS).await;
     spawn_app_with(Options {

@@ -1,10 +1,13 @@
 //! The deprovisioning sweeper against real directories: Debian's slapd and PyPI's scim2-server.
 
 mod fault_proxy;
+mod gates;
 mod ldap;
+mod ldap_listing;
 mod races;
 mod safety;
 mod scim;
+mod scim_paging;
 
 use crate::helpers::TestApp;
 use jitbridge::directory::{Directory, DirectorySource};

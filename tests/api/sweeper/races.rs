@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::helpers::*;
-use jitbridge::directory::{DirectoryEntry, DirectoryError, MemorySource};
+use jitbridge::directory::{DirectoryEntry, DirectoryError, MemorySource, Page};
 use jitbridge::sweeper::SweepOutcome;
 use jitbridge::sweeper::reconcile::Action;
 use std::future::Future;
@@ -20,7 +20,7 @@ struct During {
 }
 
 impl DirectorySource for During {
-    async fn next_page(&mut self) -> Result<Option<Vec<DirectoryEntry>>, DirectoryError> {
+    async fn next_page(&mut self) -> Result<Option<Page>, DirectoryError> {
         if self.pages == 1
             && let Some(h) = self.hook.take()
         {

@@ -3,7 +3,7 @@
 use super::ldap::{Slapd, ldap_directory};
 use super::*;
 use crate::helpers::*;
-use jitbridge::directory::{DirectoryEntry, DirectoryError, MemorySource};
+use jitbridge::directory::{DirectoryEntry, DirectoryError, MemorySource, Page};
 use jitbridge::sweeper::SweepOutcome;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 struct Slow(MemorySource);
 
 impl DirectorySource for Slow {
-    async fn next_page(&mut self) -> Result<Option<Vec<DirectoryEntry>>, DirectoryError> {
+    async fn next_page(&mut self) -> Result<Option<Page>, DirectoryError> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.0.next_page().await
     }
