@@ -106,7 +106,7 @@ fn env() -> &'static Env {
         for subject_attr in [false, true] {
             for required in ["either", "response", "assertion", "both"] {
                 let toml = format!(
-                    "[server]\npublic_url = \"https://sp.example.com\"\n\n[[connection]]\nname = \"fuzz\"\nkind = \"saml\"\n\n[connection.saml]\nidp_metadata_file = \"{}\"\nsp_private_key = '''{}'''\nsp_certificate = '''{}'''\nallow_idp_initiated = true\nrequired_signature = \"{required}\"\n{}",
+                    "[server]\npublic_url = \"https://sp.example.com\"\n\n[[connection]]\nname = \"fuzz\"\nkind = \"saml\"\n\n[connection.saml]\nidp_metadata_file = \"{}\"\nsp_private_key = '''{}'''\nsp_certificate = '''{}'''\nallow_idp_initiated = true\nallow_unstable_name_id = true\nrequired_signature = \"{required}\"\n{}",
                     path.display(),
                     SP_KEY.trim(),
                     SP_CRT.trim(),

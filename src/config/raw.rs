@@ -513,6 +513,10 @@ fn validate_connection(
             if mapping_cfg.username.is_none() {
                 mapping_cfg.username = Some("{name_id}".into());
             }
+            // SAML has no email_verified flag: the IdP asserts the address.
+            if mapping_cfg.trust_email.is_none() {
+                mapping_cfg.trust_email = Some(true);
+            }
             super::saml::validate(
                 c,
                 &format!("{key}.saml"),

@@ -60,6 +60,9 @@ pub struct SamlConfig {
     /// (an IdP that signs only inside the encryption and cannot use AES-GCM). Off by default:
     /// unauthenticated CBC is a padding oracle.
     pub allow_unsigned_cbc: bool,
+    /// Accept a NameID whose format is not persistent (emailAddress, unspecified, ...) as the
+    /// account key. Off by default: such a NameID can change, or be given to someone else.
+    pub allow_unstable_name_id: bool,
     pub name_id_format: Option<String>,
     pub subject: SamlSubject,
     pub force_authn: bool,
@@ -83,6 +86,7 @@ pub(super) struct RawSaml {
     pub signature_algorithms: Option<Vec<String>>,
     pub allow_idp_initiated: Option<bool>,
     pub allow_unsigned_cbc: Option<bool>,
+    pub allow_unstable_name_id: Option<bool>,
     pub name_id_format: Option<String>,
     pub subject_attribute: Option<String>,
     pub force_authn: Option<bool>,
@@ -330,6 +334,7 @@ pub(super) fn validate(
         clock_skew,
         allow_idp_initiated: raw.allow_idp_initiated.unwrap_or(false),
         allow_unsigned_cbc: raw.allow_unsigned_cbc.unwrap_or(false),
+        allow_unstable_name_id: raw.allow_unstable_name_id.unwrap_or(false),
         name_id_format: raw.name_id_format,
         subject,
         force_authn: raw.force_authn.unwrap_or(false),

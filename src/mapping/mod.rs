@@ -38,11 +38,33 @@ const PROTOCOL_CLAIMS: &[&str] = &[
 
 const MAX_FIELD_LEN: usize = 1024;
 
+/// An email address the identity provider vouches for. Only the mapping makes one from claims
+/// (when `email_verified` is true, or the connection trusts the IdP's emails), so an unverified
+/// address cannot reach the domain gate, the database or an app's header by accident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEmail(String);
+
+impl VerifiedEmail {
+    /// For callers that verified the address themselves (imports, tests); never for claims.
+    pub fn assume_verified(address: impl Into<String>) -> Self {
+        Self(address.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn domain(&self) -> &str {
+        self.0.rsplit('@').next().unwrap_or_default()
+    }
+}
+
 /// The outcome of a successful mapping: exactly what may be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub username: String,
-    pub email: Option<String>,
+    /// Only a verified address: an unverified one is dropped (never stored or sent to apps).
+    pub email: Option<VerifiedEmail>,
     pub display_name: Option<String>,
     pub attributes: BTreeMap<String, Value>,
     pub roles: BTreeSet<String>,
@@ -92,6 +114,7 @@ pub struct Mapping {
     required_claims: Vec<String>,
     allowed_email_domains: Vec<String>,
     require_verified_email: bool,
+    trust_email: bool,
     roles: Vec<RoleRule>,
     referenced: BTreeSet<String>,
 }
@@ -199,6 +222,7 @@ impl Mapping {
                 .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
                 .collect(),
             require_verified_email: cfg.require_verified_email.unwrap_or(true),
+            trust_email: cfg.trust_email.unwrap_or(false),
             roles,
             referenced,
         })
@@ -217,24 +241,41 @@ impl Mapping {
             .find_map(|t| t.render(claims))
             .ok_or(Refusal::NoUsername)?;
         let username = check_field("username", username)?;
-        let email = match self.email.render(claims) {
+        let asserted = match self.email.render(claims) {
             Some(e) => Some(normalize_email(&check_field("email", e)?)?),
             None => None,
         };
-        if let Some(email) = &email {
-            if self.require_verified_email
-                && claims.get("email_verified") == Some(&Value::Bool(false))
-            {
+        // OIDC Core 5.1: `email_verified` is a boolean; "true" as a string (some userinfo
+        // endpoints) says the same. Absent is not verified.
+        let flag = match claims.get("email_verified") {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) if s == "true" => Some(true),
+            Some(Value::String(s)) if s == "false" => Some(false),
+            _ => None,
+        };
+        let email = match asserted {
+            Some(_) if flag == Some(false) && self.require_verified_email => {
                 return Err(Refusal::EmailNotVerified);
             }
-            if !self.allowed_email_domains.is_empty() {
-                let domain = email.rsplit('@').next().unwrap_or_default();
-                if !self.allowed_email_domains.iter().any(|d| d == domain) {
-                    return Err(Refusal::EmailDomainNotAllowed);
-                }
+            Some(address) if self.trust_email || flag == Some(true) => Some(VerifiedEmail(address)),
+            // Unverified: dropped. A domain gate cannot be passed with it.
+            Some(_) if !self.allowed_email_domains.is_empty() => {
+                return Err(Refusal::EmailNotVerified);
             }
-        } else if !self.allowed_email_domains.is_empty() {
-            return Err(Refusal::MissingClaim("email".into()));
+            Some(_) => None,
+            None if !self.allowed_email_domains.is_empty() => {
+                return Err(Refusal::MissingClaim("email".into()));
+            }
+            None => None,
+        };
+        if let Some(email) = &email
+            && !self.allowed_email_domains.is_empty()
+            && !self
+                .allowed_email_domains
+                .iter()
+                .any(|d| d == email.domain())
+        {
+            return Err(Refusal::EmailDomainNotAllowed);
         }
         let display_name = match self.display_name.render(claims) {
             Some(d) => Some(check_field("display name", d)?),

@@ -24,6 +24,12 @@ pub struct MappingConfig {
     pub allowed_email_domains: Vec<String>,
     /// Refuse logins whose `email_verified` claim is present and false. Default: true.
     pub require_verified_email: Option<bool>,
+    /// Treat every email the IdP sends as verified. Default: false for OIDC connections (only
+    /// `email_verified = true` makes an email verified; an absent claim does not), true for SAML
+    /// connections (SAML has no such flag: the IdP asserts the address). For IdPs that never
+    /// send the claim (Entra ID sends it only as the optional claim `xms_edov`), state the trust
+    /// here explicitly.
+    pub trust_email: Option<bool>,
     /// Role rules, evaluated at every login; the union of matching rules is the claim-derived role set.
     #[serde(default)]
     pub roles: Vec<RoleRuleConfig>,

@@ -34,7 +34,7 @@ fn maps_fields_roles_and_attributes_from_claims() {
     let m = mapping(ROLES);
     let p = m
         .apply(&claims(json!({
-            "sub": "u1", "preferred_username": "ada", "email": "Ada@Example.COM",
+            "sub": "u1", "preferred_username": "ada", "email": "Ada@Example.COM", "email_verified": true,
             "given_name": "Ada", "family_name": "Lovelace", "department": "R&D",
             "groups": ["admins", "eng-core", "other"],
             "realm_access": {"roles": ["viewers"]},
@@ -42,7 +42,10 @@ fn maps_fields_roles_and_attributes_from_claims() {
         })))
         .unwrap();
     assert_eq!(p.username, "ada");
-    assert_eq!(p.email.as_deref(), Some("Ada@example.com"));
+    assert_eq!(
+        p.email.as_ref().map(VerifiedEmail::as_str),
+        Some("Ada@example.com")
+    );
     assert_eq!(p.display_name.as_deref(), Some("Ada Lovelace"));
     assert_eq!(p.attributes.get("department"), Some(&json!("R&D")));
     let roles: Vec<_> = p.roles.iter().map(String::as_str).collect();
@@ -97,10 +100,17 @@ fn missing_required_claim_is_refused_by_name() {
 #[test]
 fn email_domain_allow_list_is_enforced_case_insensitively() {
     let m = mapping(r#"allowed_email_domains = ["Example.com"]"#);
-    assert!(m.apply(&claims(json!({"email": "a@EXAMPLE.com"}))).is_ok());
+    assert!(
+        m.apply(&claims(
+            json!({"email": "a@EXAMPLE.com", "email_verified": true})
+        ))
+        .is_ok()
+    );
     assert_eq!(
-        m.apply(&claims(json!({"email": "a@example.com.evil.org"})))
-            .unwrap_err(),
+        m.apply(&claims(
+            json!({"email": "a@example.com.evil.org", "email_verified": true})
+        ))
+        .unwrap_err(),
         Refusal::EmailDomainNotAllowed
     );
     assert_eq!(
@@ -225,4 +235,57 @@ proptest! {
             prop_assert_eq!(parts[0].trim(), parts[0]);
         }
     }
+}
+
+/// An absent `email_verified` passed for verified: the address was stored, sent to apps and
+/// let through `allowed_email_domains`, so anyone who could set an address at a lax IdP got
+/// past the domain gate. Absent is not verified: the address is dropped, and the gate refuses.
+#[test]
+fn an_email_without_email_verified_is_not_stored_and_cannot_pass_the_domain_gate() {
+    let open = mapping("");
+    let p = open
+        .apply(&claims(
+            json!({"preferred_username": "a", "email": "a@corp.example"}),
+        ))
+        .unwrap();
+    assert_eq!(p.email, None, "an unverified email is dropped");
+    let gated = mapping(r#"allowed_email_domains = ["corp.example"]"#);
+    assert_eq!(
+        gated
+            .apply(&claims(
+                json!({"preferred_username": "a", "email": "a@corp.example"})
+            ))
+            .unwrap_err(),
+        Refusal::EmailNotVerified
+    );
+    for flag in [json!(true), json!("true")] {
+        let p = gated
+            .apply(&claims(
+                json!({"preferred_username": "a", "email": "a@corp.example", "email_verified": flag}),
+            ))
+            .unwrap();
+        assert_eq!(p.email.unwrap().as_str(), "a@corp.example");
+    }
+}
+
+/// IdPs that never send the flag (SAML, Entra ID without `xms_edov`): trust is stated per
+/// connection.
+#[test]
+fn trust_email_makes_the_idps_address_verified() {
+    let trusted = mapping("trust_email = true\nallowed_email_domains = [\"corp.example\"]");
+    let p = trusted
+        .apply(&claims(
+            json!({"preferred_username": "a", "email": "a@corp.example"}),
+        ))
+        .unwrap();
+    assert_eq!(p.email.unwrap().as_str(), "a@corp.example");
+    // An explicit false still refuses.
+    assert_eq!(
+        trusted
+            .apply(&claims(
+                json!({"preferred_username": "a", "email": "a@corp.example", "email_verified": false})
+            ))
+            .unwrap_err(),
+        Refusal::EmailNotVerified
+    );
 }

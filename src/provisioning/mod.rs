@@ -147,7 +147,8 @@ fn provision_once(
             if acc.username != profile.username {
                 changed.push("username");
             }
-            if acc.email != profile.email {
+            let email = profile.email.as_ref().map(|e| e.as_str().to_string());
+            if acc.email != email {
                 changed.push("email");
             }
             if acc.display_name != profile.display_name {
@@ -172,7 +173,7 @@ fn provision_once(
             )
             .set((
                 accounts::username.eq(&profile.username),
-                accounts::email.eq(&profile.email),
+                accounts::email.eq(&email),
                 accounts::display_name.eq(&profile.display_name),
                 accounts::attributes.eq(&attributes),
                 accounts::updated_at.eq(updated_at),
@@ -187,7 +188,7 @@ fn provision_once(
                 .execute(c)?;
             let acc = Account {
                 username: profile.username.clone(),
-                email: profile.email.clone(),
+                email,
                 display_name: profile.display_name.clone(),
                 attributes,
                 updated_at,
@@ -206,7 +207,7 @@ fn provision_once(
             let acc = Account {
                 id: uuid::Uuid::new_v4().to_string(),
                 username: profile.username.clone(),
-                email: profile.email.clone(),
+                email: profile.email.as_ref().map(|e| e.as_str().to_string()),
                 display_name: profile.display_name.clone(),
                 attributes,
                 status: STATUS_ACTIVE.into(),

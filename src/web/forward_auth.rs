@@ -23,6 +23,7 @@ static USER: HeaderName = HeaderName::from_static("x-auth-request-user");
 static EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
 static PREFERRED: HeaderName = HeaderName::from_static("x-auth-request-preferred-username");
 static GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+static SUBJECT: HeaderName = HeaderName::from_static("x-auth-request-subject");
 
 pub async fn current_session(
     req: &HttpRequest,
@@ -71,6 +72,9 @@ pub async fn verify(
             resp.insert_header((name.clone(), v));
         }
     };
+    // The account id the bridge minted: never changes (a rename changes the username, not
+    // this) and is never given to anyone else, so apps should key their users by it.
+    put(&SUBJECT, &a.id);
     put(&USER, &a.username);
     put(&PREFERRED, &a.username);
     if let Some(email) = &a.email {

@@ -16,7 +16,9 @@ pub fn library_db() -> (TestDb, Db) {
 pub fn profile(username: &str) -> jitbridge::mapping::Profile {
     jitbridge::mapping::Profile {
         username: username.into(),
-        email: Some(format!("{username}@example.com")),
+        email: Some(jitbridge::mapping::VerifiedEmail::assume_verified(format!(
+            "{username}@example.com"
+        ))),
         display_name: Some(username.to_uppercase()),
         attributes: Default::default(),
         roles: ["staff".to_string()].into(),

@@ -290,3 +290,38 @@ async fn a_new_login_ends_the_browsers_previous_session() {
         .unwrap();
     assert_eq!(stale.status(), 401, "the previous session id is dead");
 }
+
+/// Apps keyed their users by `X-Auth-Request-User`, a username that can change and, once
+/// freed, be given to someone else. `X-Auth-Request-Subject` is the account id the bridge
+/// minted: the same at every login of the person, never derived from their email.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stable_subject_header_names_the_account_at_every_login() {
+    let app = spawn_app().await;
+    let first = Browser::new();
+    assert_eq!(app.login(&first, "alice").await.status(), 302);
+    let id: String = app
+        .db(|c| {
+            use diesel::prelude::*;
+            use jitbridge::db::schema::accounts;
+            accounts::table
+                .filter(accounts::username.eq("alice"))
+                .select(accounts::id)
+                .first(c)
+                .unwrap()
+        })
+        .await;
+    let subject = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-auth-request-subject")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let r = app.verify(&first).await;
+    assert_eq!(subject(&r).as_deref(), Some(id.as_str()));
+    assert!(!id.contains('@'));
+    let second = Browser::new();
+    assert_eq!(app.login(&second, "alice").await.status(), 302);
+    assert_eq!(
+        subject(&app.verify(&second).await).as_deref(),
+        Some(id.as_str())
+    );
+}

@@ -436,12 +436,18 @@ mod tests {
                 decrypt(&xml, &rsa, true).unwrap(),
                 "<saml:Assertion ID=\"a\"/>"
             );
-            // A wrong key and wrong content fail at the same step.
-            assert_eq!(
-                failure(decrypt(&xml, &new_key(), true)),
-                Failure::Cipher,
-                "{alg}"
-            );
+            // A wrong key fails like wrong content. With CBC, garbage under a wrong key has
+            // valid-looking padding one time in sixteen and then fails as plaintext: the
+            // sender sees the same message either way.
+            let f = failure(decrypt(&xml, &new_key(), true));
+            if alg.ends_with("gcm") {
+                assert_eq!(f, Failure::Cipher, "{alg}");
+            } else {
+                assert!(
+                    matches!(f, Failure::Cipher | Failure::Plaintext),
+                    "{alg}: {f:?}"
+                );
+            }
         }
         // PKCS#1 v1.5 key transport is refused outright.
         let xml = encrypt("aes128-gcm", b"<a/>", &rsa).replace("rsa-oaep-mgf1p", "rsa-1_5");

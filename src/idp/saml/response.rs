@@ -9,6 +9,7 @@ use samael::schema::{Assertion, Response};
 use serde_json::Value;
 
 const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+const PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 /// A response that passed every check.
@@ -406,10 +407,22 @@ fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError>
             let n = name_id
                 .as_ref()
                 .ok_or_else(|| SamlError::Subject("the assertion has no NameID".into()))?;
-            if n.format.as_deref() == Some(TRANSIENT) {
-                return Err(SamlError::Subject(
-                    "the NameID is transient (new at every login); ask the IdP for a persistent NameID or set subject_attribute".into(),
-                ));
+            match n.format.as_deref() {
+                Some(TRANSIENT) => {
+                    return Err(SamlError::Subject(
+                        "the NameID is transient (new at every login); ask the IdP for a persistent NameID or set subject_attribute".into(),
+                    ));
+                }
+                Some(PERSISTENT) => {}
+                // An email address or an unspecified value can change, or be given to another
+                // person later, who would then inherit the account (SAML core 8.3.7 makes only
+                // persistent identifiers stable and never reassigned).
+                _ if cfg.allow_unstable_name_id => {}
+                _ => {
+                    return Err(SamlError::Subject(
+                        "the NameID is not persistent (an email address or unspecified value can change or be reassigned); ask the IdP for a persistent NameID, set subject_attribute, or set allow_unstable_name_id = true".into(),
+                    ));
+                }
             }
             n.value.clone()
         }
@@ -470,7 +483,7 @@ mod tests {
     use super::*;
 
     fn cfg(subject: SamlSubject) -> SamlConfig {
-        let mut s = super::super::test_config("");
+        let mut s = super::super::test_config("allow_unstable_name_id = true");
         s.subject = subject;
         s
     }
@@ -541,6 +554,47 @@ mod tests {
             r#"<saml:AttributeValue><saml:NameID NameQualifier="x">g</saml:NameID></saml:AttributeValue>"#,
         );
         assert_eq!(subject_name_id_qualifiers(&elsewhere), (None, None));
+    }
+
+    /// An emailAddress or unspecified NameID keyed the account by default: such a value can
+    /// change, or be given to another person, who then inherited the account.
+    #[test]
+    fn an_email_or_unspecified_name_id_is_not_an_account_key_without_opt_in() {
+        let strict = {
+            let mut s = super::super::test_config("");
+            s.subject = SamlSubject::NameId;
+            s
+        };
+        for format in [
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+        ] {
+            let a: Assertion = ASSERTION.replace("FMT", format).parse().unwrap();
+            let e = build(&strict, &a).unwrap_err();
+            assert!(e.to_string().contains("not persistent"), "{format}: {e}");
+            assert!(build(&cfg(SamlSubject::NameId), &a).is_ok(), "opted in");
+        }
+        let no_format: Assertion = ASSERTION.replace(r#" Format="FMT""#, "").parse().unwrap();
+        assert!(build(&strict, &no_format).is_err());
+        let persistent: Assertion = ASSERTION.replace("FMT", PERSISTENT).parse().unwrap();
+        assert_eq!(
+            build(&strict, &persistent).unwrap().subject,
+            "alice@example.com"
+        );
+        // A subject attribute is the operator's own choice of a stable key.
+        let by_attr = {
+            let mut s = super::super::test_config("");
+            s.subject = SamlSubject::Attribute("objectGUID".into());
+            s
+        };
+        let email_format: Assertion = ASSERTION
+            .replace(
+                "FMT",
+                "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            )
+            .parse()
+            .unwrap();
+        assert_eq!(build(&by_attr, &email_format).unwrap().subject, "g-1");
     }
 
     #[test]

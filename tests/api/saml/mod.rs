@@ -114,6 +114,11 @@ impl Idp {
                 format!("{bridge_base}/saml/{CONNECTION}/slo"),
             )
             .env("SAML_IDP_USERS", users().to_string())
+            // Persistent NameIDs, as the bridge requires of an account key by default.
+            .env(
+                "SAML_IDP_NAMEID_FORMAT",
+                "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

@@ -73,7 +73,9 @@ pub async fn provision(app: &TestApp, subject: &str) {
     app.db(move |c| {
         let profile = jitbridge::mapping::Profile {
             username: subject.clone(),
-            email: Some(format!("{subject}@example.com")),
+            email: Some(jitbridge::mapping::VerifiedEmail::assume_verified(format!(
+                "{subject}@example.com"
+            ))),
             display_name: None,
             attributes: Default::default(),
             roles: Default::default(),
