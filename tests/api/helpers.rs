@@ -202,6 +202,8 @@ pub struct Options {
     pub client_extra: Value,
     /// Body of the main connection's `[connection.directory]` table, if any.
     pub directory: Option<String>,
+    /// Body of `[sessions]` instead of the suite's (e.g. a private Redis).
+    pub sessions: Option<String>,
 }
 
 impl Default for Options {
@@ -213,6 +215,7 @@ impl Default for Options {
             second_connection: false,
             client_extra: json!({}),
             directory: None,
+            sessions: None,
         }
     }
 }
@@ -273,7 +276,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let op = Op::start(&base, &opts.accounts, &opts.client_extra);
     let db = TestDb::new();
-    let sessions = sessions_toml();
+    let sessions = opts.sessions.clone().unwrap_or_else(sessions_toml);
     let toml = format!(
         r#"
 [server]
