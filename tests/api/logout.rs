@@ -132,9 +132,20 @@ async fn a_logout_post_without_token_or_with_a_foreign_origin_no_longer_ends_the
         .count();
     assert!(refused >= 6, "every refusal is audited ({refused})");
 
-    // Another browser's token does not end this session either.
+    // A token is bound to its session: bob's browser cannot use alice's.
     let other = Browser::new();
     assert_eq!(app.login(&other, "bob").await.status(), 302);
+    let r = other
+        .http
+        .post(format!("{}/logout", app.base))
+        .header("Origin", app.base.as_str())
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "another session's token");
+    assert_eq!(app.verify(&other).await.status(), 200, "bob stays");
+
     let r = browser
         .http
         .post(format!("{}/logout", app.base))
