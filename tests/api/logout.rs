@@ -46,6 +46,15 @@ async fn a_cross_site_get_logout_no_longer_ends_the_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "GET /logout only asks for confirmation");
+    // The form's answer redirects to the IdP, which `form-action` must allow; and the page
+    // must not be `no-referrer`, under which browsers send `Origin: null` with the POST.
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    let idp = url::Url::parse(&app.op.issuer)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    assert!(csp.contains(&format!("form-action 'self' {idp};")), "{csp}");
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
     let page = r.text().await.unwrap();
     assert!(
         page.contains("<form method=\"post\" action=\"/logout\""),
