@@ -52,7 +52,8 @@ RUN cargo build --release --locked \
 FROM debian:bookworm-slim AS runtime
 
 # Shared libraries the binary links (libssl3, libpq5, libxml2, libxmlsec1), CA roots for
-# https identity providers, and curl for the container health check (GET /readyz).
+# https identity providers, and curl for the container health check (GET /readyz on the
+# operator listener, server.operator_listen).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         ca-certificates libssl3 libpq5 libxml2 libxmlsec1 libxmlsec1-openssl curl \

@@ -15,13 +15,13 @@ async fn main() -> anyhow::Result<()> {
     let db = std::env::temp_dir().join(format!("jb-bench-{port}.db"));
     let redis = std::env::var("JB_BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\n[database]\nurl = \"sqlite://{}\"\n[sessions]\nstore = \"{store}\"\nredis_url = \"{redis}\"\nkey_prefix = \"jbbench:{port}:\"\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\noperator_listen = \"127.0.0.1:0\"\nworkers = 2\n[database]\nurl = \"sqlite://{}\"\n[sessions]\nstore = \"{store}\"\nredis_url = \"{redis}\"\nkey_prefix = \"jbbench:{port}:\"\n",
         db.display()
     );
     let config = Config::from_toml_and_env("bench", &toml, std::iter::empty())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cookie = config.server.cookie.name.clone();
-    let app = Application::build(config, None, None).await?;
+    let app = Application::build(config, Default::default(), None).await?;
     let state = app.state();
     let record = SessionRecord {
         account: AccountSnapshot {

@@ -204,7 +204,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let public = config.server.public_url.clone();
-    let app = web::Application::build(config, None, None).await?;
+    let app = web::Application::build(config, web::Listeners::default(), None).await?;
     tracing::info!(port = app.port(), %public, "jitbridge is serving");
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)

@@ -38,6 +38,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// The operator listener (`/metrics`, `/readyz`); loopback unless configured.
+    pub operator_listen: SocketAddr,
     pub public_url: Url,
     pub workers: usize,
     /// SAML responses verified at once; more are answered 503 with Retry-After.

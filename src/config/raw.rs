@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    operator_listen: Option<String>,
     public_url: Option<String>,
     workers: Option<usize>,
     max_concurrent_saml_verifications: Option<usize>,
@@ -235,6 +236,32 @@ impl RawConfig {
             );
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
+        let operator_src = self
+            .server
+            .operator_listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:9090");
+        let operator_listen: SocketAddr = match operator_src.parse::<SocketAddr>() {
+            Ok(a) if a == listen && a.port() != 0 => {
+                c.push(
+                    "server.operator_listen",
+                    Some(operator_src),
+                    "is the same address as server.listen",
+                    "give the operator listener its own port, e.g. \"127.0.0.1:9090\"",
+                );
+                a
+            }
+            Ok(a) => a,
+            Err(_) => {
+                c.push(
+                    "server.operator_listen",
+                    Some(operator_src),
+                    "is not an address:port",
+                    "write e.g. \"127.0.0.1:9090\" (loopback, the default) or \"0.0.0.0:9090\" in a pod whose port is not exposed publicly",
+                );
+                SocketAddr::from(([127, 0, 0, 1], 9090))
+            }
+        };
         let default_public = format!("http://{listen}");
         let public_src = self.server.public_url.as_deref().unwrap_or(&default_public);
         let public_url = match Url::parse(public_src) {
@@ -424,6 +451,7 @@ impl RawConfig {
         Ok(Config {
             server: ServerConfig {
                 listen,
+                operator_listen,
                 public_url,
                 workers,
                 max_saml_verifications,

@@ -21,6 +21,7 @@ client_secret = "s3cret"
 fn no_file_gives_the_embedded_defaults() {
     let c = load("", &[]).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.operator_listen.to_string(), "127.0.0.1:9090");
     assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:8080/");
     assert_eq!(c.database.url.expose(), "sqlite://jitbridge.db");
     assert_eq!(c.sessions.store, SessionStoreKind::Memory);
@@ -63,6 +64,24 @@ fn environment_overrides_the_file() {
     );
     assert_eq!(c.database.pool_size, 3);
     assert_eq!(c.sessions.store, SessionStoreKind::Redis);
+}
+
+#[test]
+fn the_operator_listener_is_configurable_and_checked() {
+    let c = load("", &[("JITBRIDGE_SERVER__OPERATOR_LISTEN", "0.0.0.0:9100")]).unwrap();
+    assert_eq!(c.server.operator_listen.to_string(), "0.0.0.0:9100");
+    let err = load("[server]\noperator_listen = \"9090\"", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.operator_listen"), "{err}");
+    assert!(err.contains("0.0.0.0:9090"), "names the fix: {err}");
+    let err = load(
+        "[server]\nlisten = \"127.0.0.1:9000\"\noperator_listen = \"127.0.0.1:9000\"",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("same address as server.listen"), "{err}");
 }
 
 #[test]

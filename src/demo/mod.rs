@@ -61,7 +61,16 @@ pub async fn run(
     let extra: web::ExtraRoutes = Arc::new(|cfg| {
         cfg.route("/demo/app", aw::get().to(sample_app));
     });
-    let app = web::Application::build(config, Some(bridge_listener), Some(extra)).await?;
+    let app = web::Application::build(
+        config,
+        web::Listeners {
+            public: Some(bridge_listener),
+            // Any free loopback port: a demo must not collide with a bridge already running.
+            operator: Some(std::net::TcpListener::bind("127.0.0.1:0")?),
+        },
+        Some(extra),
+    )
+    .await?;
     println!("{BANNER}");
     println!(
         "Open {public}/demo/app and sign in as alice, bob or mallory (mallory is refused: wrong email domain)."

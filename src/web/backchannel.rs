@@ -3,9 +3,11 @@
 //! Answers per section 2.8: 200 on success, 400 with a JSON error otherwise, never cached.
 
 use super::AppState;
+use super::errors::{LoginError, cause_chain};
 use crate::audit::{self, Event, Outcome};
 use crate::db::schema::identities;
 use crate::db::{DbConnection, DbError};
+use crate::session::SessionError;
 use actix_web::{HttpResponse, web};
 use diesel::prelude::*;
 use serde::Deserialize;
@@ -93,7 +95,7 @@ pub async fn logout(
             return refuse("this logout token was already used");
         }
         Err(e) => {
-            tracing::error!(error = %e, "session store unavailable");
+            tracing::error!(error = %cause_chain(&e), "session store unavailable");
             return HttpResponse::ServiceUnavailable()
                 .json(json!({ "error": "temporarily_unavailable" }));
         }
@@ -107,8 +109,26 @@ pub async fn logout(
                 .finish()
         }
         Err(e) => {
-            tracing::error!(error = %e, "session store unavailable");
+            tracing::error!(error = %cause_chain(&e), "cannot end the sessions");
             HttpResponse::ServiceUnavailable().json(json!({ "error": "temporarily_unavailable" }))
+        }
+    }
+}
+
+/// Why the sessions an IdP names could not be ended.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RevokeError {
+    #[error("cannot end the sessions")]
+    Sessions(#[from] SessionError),
+    #[error("cannot find the account of the subject")]
+    Database(#[from] DbError),
+}
+
+impl From<RevokeError> for LoginError {
+    fn from(e: RevokeError) -> Self {
+        match e {
+            RevokeError::Sessions(e) => Self::Sessions(e),
+            RevokeError::Database(e) => Self::Database(e),
         }
     }
 }
@@ -121,17 +141,14 @@ pub(super) async fn revoke_for_idp(
     connection: &str,
     sid: Option<&str>,
     subject: Option<&str>,
-) -> Result<usize, crate::session::SessionError> {
+) -> Result<usize, RevokeError> {
     match (sid, subject) {
-        (Some(sid), _) => state.sessions.revoke_idp_session(connection, sid).await,
+        (Some(sid), _) => Ok(state.sessions.revoke_idp_session(connection, sid).await?),
         (None, Some(sub)) => {
             let (c, s) = (connection.to_string(), sub.to_string());
-            match state.db.run(move |db| account_of(db, &c, &s)).await {
-                Ok(Some(account)) => state.sessions.revoke_account(&account, None).await,
-                Ok(None) => Ok(0),
-                Err(e) => Err(crate::session::SessionError::Unavailable(format!(
-                    "database: {e}"
-                ))),
+            match state.db.run(move |db| account_of(db, &c, &s)).await? {
+                Some(account) => Ok(state.sessions.revoke_account(&account, None).await?),
+                None => Ok(0),
             }
         }
         (None, None) => Ok(0),

@@ -1,6 +1,10 @@
 //! Errors at the HTTP boundary. People get an HTML page with a clear message; the log and the
-//! audit trail get a stable reason code. Nothing here echoes tokens or claim values.
+//! audit trail get a stable reason code. Nothing here echoes tokens or claim values, and no
+//! internal error's text reaches a page: variants for internal failures keep their cause as
+//! `#[source]` and display a fixed message; [`log_internal`] writes the cause chain once, with
+//! the request id, where the error becomes a response.
 
+use crate::db::DbError;
 use crate::idp::AdapterError;
 use crate::idp::saml::SamlError;
 use crate::mapping::Refusal;
@@ -38,7 +42,15 @@ pub enum LoginError {
     #[error("your username is already used by another account; contact your administrator")]
     UsernameTaken,
     #[error("the service is temporarily unavailable; please try again")]
-    Unavailable(String),
+    Sessions(#[from] SessionError),
+    #[error("the service is temporarily unavailable; please try again")]
+    Database(#[from] DbError),
+    /// Provisioning failed for a reason of ours (the database, an account purged meanwhile).
+    #[error("the service is temporarily unavailable; please try again")]
+    Provisioning(#[source] ProvisionError),
+    /// A message of ours could not be built or signed.
+    #[error("the service is temporarily unavailable; please try again")]
+    Internal(#[source] anyhow::Error),
 }
 
 impl LoginError {
@@ -86,8 +98,23 @@ impl LoginError {
             Self::Mapping(_) => "mapping_refused",
             Self::AccountDisabled { .. } => "account_disabled",
             Self::UsernameTaken => "username_taken",
-            Self::Unavailable(_) => "internal_unavailable",
+            Self::Sessions(_) | Self::Database(_) | Self::Provisioning(_) | Self::Internal(_) => {
+                "internal_unavailable"
+            }
         }
+    }
+
+    /// Whether the failure is ours rather than the request's (logged with its cause chain).
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Self::Sessions(_)
+                | Self::Database(_)
+                | Self::Provisioning(_)
+                | Self::Internal(_)
+                | Self::Adapter(AdapterError::Unavailable(_))
+                | Self::Saml(SamlError::NoMetadata)
+        )
     }
 }
 
@@ -96,8 +123,7 @@ impl From<ProvisionError> for LoginError {
         match e {
             ProvisionError::AccountDisabled { account_id } => Self::AccountDisabled { account_id },
             ProvisionError::UsernameTaken => Self::UsernameTaken,
-            e @ ProvisionError::AccountGone => Self::Unavailable(e.to_string()),
-            ProvisionError::Db(e) => Self::Unavailable(e.to_string()),
+            e @ (ProvisionError::AccountGone | ProvisionError::Db(_)) => Self::Provisioning(e),
         }
     }
 }
@@ -108,16 +134,70 @@ impl From<crate::idp::saml::preflight::PreflightError> for LoginError {
     }
 }
 
-impl From<SessionError> for LoginError {
-    fn from(e: SessionError) -> Self {
-        Self::Unavailable(e.to_string())
+/// Everything that can stop `POST /logout` from ending the session.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    /// No token of our own page, or a request from another site (`reason` for the audit).
+    #[error(
+        "this sign-out request did not come from this site's sign-out page, so your session was kept; to sign out, open the sign-out page and confirm there"
+    )]
+    Forged { reason: &'static str },
+    #[error(
+        "signing out is not possible right now, and your session may still be active; please try again shortly"
+    )]
+    Sessions(#[from] SessionError),
+}
+
+impl LogoutError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Forged { reason } => reason,
+            Self::Sessions(_) => "internal_unavailable",
+        }
     }
 }
 
-impl From<crate::db::DbError> for LoginError {
-    fn from(e: crate::db::DbError) -> Self {
-        Self::Unavailable(e.to_string())
+impl ResponseError for LogoutError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Forged { .. } => StatusCode::FORBIDDEN,
+            Self::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
     }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let title = match self {
+            Self::Forged { .. } => "Sign-out refused",
+            Self::Sessions(_) => "Sign-out failed",
+        };
+        html_page(
+            status,
+            &ErrorPage {
+                title,
+                message: self.to_string(),
+                status: status.as_u16(),
+            },
+        )
+    }
+}
+
+/// The error and its causes, outermost first: `a: b: c`.
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// Logs an internal failure once, with its cause chain and the request id, at the boundary
+/// where it becomes a fixed message for the person.
+pub fn log_internal(e: &(dyn std::error::Error + 'static), reason: &str, request_id: &str) {
+    tracing::error!(reason, request_id, error = %cause_chain(e), "internal failure");
 }
 
 #[derive(Template)]
@@ -138,7 +218,11 @@ impl ResponseError for LoginError {
             Self::Adapter(AdapterError::Unavailable(_)) | Self::Saml(SamlError::NoMetadata) => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::Unavailable(_) | Self::Saml(SamlError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Sessions(_)
+            | Self::Database(_)
+            | Self::Provisioning(_)
+            | Self::Internal(_)
+            | Self::Saml(SamlError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -1,8 +1,8 @@
-//! `/login`, `/callback/{connection}`, `/logout`: the browser side of the pipeline.
+//! `/login`, `/callback/{connection}`: the browser side of the pipeline.
 
-use super::errors::{LoginError, html_page};
+use super::errors::{LoginError, html_page, log_internal};
 use super::redirect::safe_return_to;
-use super::{AppState, cookies, current_session};
+use super::{AppState, cookies};
 use crate::audit::{self, Event, Outcome};
 use crate::idp::AdapterError;
 use crate::idp::NormalizedLogin;
@@ -33,10 +33,6 @@ struct ChooserPage {
     connections: Vec<ConnectionLink>,
 }
 
-#[derive(Template)]
-#[template(path = "logged_out.html")]
-struct LoggedOutPage;
-
 pub(super) fn found(location: &str) -> actix_web::HttpResponseBuilder {
     let mut b = HttpResponse::Found();
     b.insert_header(("Location", location))
@@ -51,6 +47,9 @@ pub(super) async fn audit_failure(
     connection: Option<&str>,
     request_id: &str,
 ) {
+    if err.is_internal() {
+        log_internal(err, err.reason(), request_id);
+    }
     tracing::info!(
         reason = err.reason(),
         connection,
@@ -320,65 +319,4 @@ pub(super) async fn complete_login(
         state.sessions.delete(&old).await?;
     }
     Ok(id)
-}
-
-#[derive(Deserialize)]
-pub struct LogoutQuery {
-    rd: Option<String>,
-}
-
-/// Ends the local session, then the IdP session when the provider supports RP-initiated logout.
-pub async fn logout(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    q: web::Query<LogoutQuery>,
-) -> HttpResponse {
-    let cfg = &state.config;
-    let clear = cookies::clear_session(&cfg.server.cookie);
-    let return_to = safe_return_to(
-        q.rd.as_deref(),
-        &cfg.server.public_url,
-        &cfg.server.allowed_redirect_hosts,
-    )
-    .ok();
-    let session = current_session(&req, &state).await.ok().flatten();
-    let mut idp_logout = None;
-    if let Some((id, record)) = session {
-        if let Err(e) = state.sessions.delete(&id).await {
-            tracing::error!(error = %e, "could not delete the session at logout");
-            let err = LoginError::from(e);
-            let mut r = actix_web::ResponseError::error_response(&err);
-            let _ = r.add_cookie(&clear);
-            return r;
-        }
-        let e = Event::new("logout", Outcome::Success)
-            .actor(format!("account:{}", record.account.id))
-            .account(&record.account.id)
-            .connection(&record.connection);
-        if let Err(err) = state.db.run(move |c| audit::record(c, e)).await {
-            tracing::error!(error = %err, "could not write the logout audit event");
-        }
-        let after = cfg
-            .server
-            .public_url
-            .join("logged-out")
-            .expect("static path");
-        idp_logout = match state.providers.get(&record.connection) {
-            Some(p) => p.end_session_url(&after).map(|u| u.to_string()),
-            None => super::saml::start_logout(&state, &record, return_to.clone()).await,
-        };
-    }
-    match (idp_logout, return_to.filter(|r| r != "/")) {
-        (Some(url), _) => found(&url).cookie(clear).finish(),
-        (None, Some(rd)) => found(&rd).cookie(clear).finish(),
-        (None, None) => {
-            let mut r = html_page(StatusCode::OK, &LoggedOutPage);
-            let _ = r.add_cookie(&clear);
-            r
-        }
-    }
-}
-
-pub async fn logged_out() -> HttpResponse {
-    html_page(StatusCode::OK, &LoggedOutPage)
 }

@@ -1,12 +1,15 @@
-//! The HTTP surface: login and callback, logout, forward-auth, health. Handlers are thin: they
-//! parse input, call the pipeline (adapter -> mapping -> provisioning -> session) and render.
+//! The HTTP surface: login and callback, logout, forward-auth, health on the public listener;
+//! metrics and readiness on the operator listener ([`operator`]). Handlers are thin: they parse
+//! input, call the pipeline (adapter -> mapping -> provisioning -> session) and render.
 
 mod backchannel;
 mod cookies;
 pub mod errors;
 mod forward_auth;
 mod login;
+mod logout;
 mod metrics;
+mod operator;
 pub mod redirect;
 mod saml;
 
@@ -42,26 +45,48 @@ pub struct AppState {
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
 pub type ExtraRoutes = Arc<dyn Fn(&mut ServiceConfig) + Send + Sync>;
 
+/// Sockets bound by the caller (tests bind port 0); a listener left `None` is bound to its
+/// configured address (`server.listen`, `server.operator_listen`).
+#[derive(Default)]
+pub struct Listeners {
+    pub public: Option<TcpListener>,
+    pub operator: Option<TcpListener>,
+}
+
+fn bind(
+    given: Option<TcpListener>,
+    addr: std::net::SocketAddr,
+    key: &str,
+) -> anyhow::Result<TcpListener> {
+    match given {
+        Some(l) => Ok(l),
+        None => TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({key})")),
+    }
+}
+
 pub struct Application {
     port: u16,
+    operator_port: u16,
     server: Server,
+    operator: Server,
     state: web::Data<AppState>,
 }
 
 impl Application {
-    /// Connects storage, runs migrations, prepares the providers and binds the listener.
+    /// Connects storage, runs migrations, prepares the providers and binds both listeners.
     pub async fn build(
         config: Config,
-        listener: Option<TcpListener>,
+        listeners: Listeners,
         extra: Option<ExtraRoutes>,
     ) -> anyhow::Result<Self> {
-        let listener = match listener {
-            Some(l) => l,
-            None => TcpListener::bind(config.server.listen).with_context(|| {
-                format!("cannot listen on {} (server.listen)", config.server.listen)
-            })?,
-        };
+        let listener = bind(listeners.public, config.server.listen, "server.listen")?;
+        let operator_listener = bind(
+            listeners.operator,
+            config.server.operator_listen,
+            "server.operator_listen",
+        )?;
         let port = listener.local_addr()?.port();
+        let operator_port = operator_listener.local_addr()?.port();
         let state = web::Data::new(build_state(config).await?);
         let workers = state.config.server.workers;
         let data = state.clone();
@@ -80,9 +105,21 @@ impl Application {
         .workers(workers)
         .listen(listener)?
         .run();
+        let data = state.clone();
+        let operator = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(security_headers())
+                .configure(operator::routes)
+        })
+        .workers(1)
+        .listen(operator_listener)?
+        .run();
         Ok(Self {
             port,
+            operator_port,
             server,
+            operator,
             state,
         })
     }
@@ -91,12 +128,18 @@ impl Application {
         self.port
     }
 
+    /// The operator listener's port (`/metrics`, `/readyz`).
+    pub fn operator_port(&self) -> u16 {
+        self.operator_port
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
 
+    /// Serves until both listeners stop (each stops gracefully on SIGINT/SIGTERM).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        tokio::try_join!(self.server, self.operator).map(|_| ())
     }
 }
 
@@ -252,8 +295,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
     cfg.route("/", web::get().to(home))
         .route("/login", web::get().to(login::start))
         .route("/callback/{connection}", web::get().to(login::callback))
-        .route("/logout", web::get().to(login::logout))
-        .route("/logged-out", web::get().to(login::logged_out))
+        .route("/logout", web::get().to(logout::page))
+        .route("/logout", web::post().to(logout::confirm))
+        .route("/logged-out", web::get().to(logout::after_idp))
         .route("/auth/verify", web::get().to(forward_auth::verify))
         .route(
             "/backchannel-logout/{connection}",
@@ -262,9 +306,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .route("/saml/{connection}/metadata", web::get().to(saml::metadata))
         .route("/saml/{connection}/acs", web::post().to(saml::acs))
         .route("/saml/{connection}/slo", web::get().to(saml::slo))
-        .route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/readyz", web::get().to(readyz));
+        // Static on purpose: a load balancer learns that the process answers, nobody learns
+        // anything else. Readiness and metrics are on the operator listener.
+        .route("/healthz", web::get().to(healthz));
 }
 
 #[derive(Template)]
@@ -284,47 +328,6 @@ async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
-}
-
-/// Ready when the database and the session store answer; providers that have not been
-/// discovered yet are reported (they do not stop other connections from working).
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db = state.db.ping().await.map_err(|e| e.to_string());
-    let sessions = state.sessions.ping().await.map_err(|e| e.to_string());
-    let mut providers: BTreeMap<_, _> = state
-        .providers
-        .iter()
-        .map(|(name, p)| {
-            (
-                name.clone(),
-                if p.is_ready() {
-                    "ready"
-                } else {
-                    "not discovered yet"
-                },
-            )
-        })
-        .collect();
-    for (name, p) in &state.saml {
-        let s = if p.has_metadata() {
-            "ready"
-        } else {
-            "no IdP metadata yet"
-        };
-        providers.insert(name.clone(), s);
-    }
-    let ok = db.is_ok() && sessions.is_ok();
-    let body = serde_json::json!({
-        "status": if ok { "ready" } else { "not ready" },
-        "database": db.err().unwrap_or_else(|| "ok".into()),
-        "sessions": sessions.err().unwrap_or_else(|| "ok".into()),
-        "connections": providers,
-    });
-    if ok {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
 }
 
 /// The session id in the request's cookie, if it is well-formed.

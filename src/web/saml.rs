@@ -4,6 +4,7 @@
 
 use super::errors::{LoginError, html_page};
 use super::login::{audit_failure, complete_login, found};
+use super::logout::LoggedOutPage;
 use super::redirect::safe_return_to;
 use super::{AppState, cookies};
 use crate::audit::{self, Event, Outcome};
@@ -14,14 +15,9 @@ use crate::idp::saml::{SamlError, SamlProvider, new_message_id, preflight, redir
 use crate::session::{PendingLogin, PendingProtocol, hash_key, unix_now};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use askama::Template;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Template)]
-#[template(path = "logged_out.html")]
-struct LoggedOutPage;
 
 fn provider<'a>(state: &'a AppState, name: &str) -> Result<&'a Arc<SamlProvider>, LoginError> {
     state.saml.get(name).ok_or(LoginError::UnknownConnection)
@@ -308,7 +304,7 @@ async fn slo_inner(
                 .await?;
             let m = super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref())
                 .await?;
-            Ok::<_, crate::session::SessionError>(n + m)
+            Ok::<_, super::backchannel::RevokeError>(n + m)
         }
         .await
     } else {
@@ -363,7 +359,7 @@ async fn slo_inner(
         msg.relay_state.as_deref(),
         key,
     )
-    .map_err(|e| bad(&format!("cannot sign the answer: {e}")))?;
+    .map_err(|e| LoginError::Internal(e.context("cannot sign the LogoutResponse")))?;
     Ok(found(url.as_str()).finish())
 }
 

@@ -8,7 +8,7 @@
 
 use diesel::{Connection, RunQueryDsl};
 use jitbridge::config::Config;
-use jitbridge::web::{AppState, Application};
+use jitbridge::web::{AppState, Application, Listeners};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -187,6 +187,8 @@ impl Drop for Op {
 
 pub struct TestApp {
     pub base: String,
+    /// The operator listener (`/metrics`, `/readyz`).
+    pub operator: String,
     pub state: actix_web::web::Data<AppState>,
     pub op: Op,
     _db: TestDb,
@@ -202,6 +204,8 @@ pub struct Options {
     pub client_extra: Value,
     /// Body of the main connection's `[connection.directory]` table, if any.
     pub directory: Option<String>,
+    /// Body of `[sessions]` instead of the suite's (e.g. a private Redis).
+    pub sessions: Option<String>,
 }
 
 impl Default for Options {
@@ -213,6 +217,7 @@ impl Default for Options {
             second_connection: false,
             client_extra: json!({}),
             directory: None,
+            sessions: None,
         }
     }
 }
@@ -273,7 +278,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let op = Op::start(&base, &opts.accounts, &opts.client_extra);
     let db = TestDb::new();
-    let sessions = sessions_toml();
+    let sessions = opts.sessions.clone().unwrap_or_else(sessions_toml);
     let toml = format!(
         r#"
 [server]
@@ -311,13 +316,20 @@ jwks_refresh_min_interval = "1s"
     };
     let config = Config::from_toml_and_env("test", &toml, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
-    let app = Application::build(config, Some(listener), None)
+    let operator = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listeners = Listeners {
+        public: Some(listener),
+        operator: Some(operator),
+    };
+    let app = Application::build(config, listeners, None)
         .await
         .expect("the app builds");
     let state = app.state();
+    let operator = format!("http://127.0.0.1:{}", app.operator_port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
+        operator,
         state,
         op,
         _db: db,

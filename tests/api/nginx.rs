@@ -112,7 +112,7 @@ async fn nginx_auth_request_lets_a_logged_in_person_through_with_the_bridges_ide
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "user=alice groups=admin,staff\n");
 
-    browser.get(&format!("{}/logout", app.base)).await;
+    crate::logout::sign_out(&app.base, &browser).await;
     let r = browser
         .http
         .get(format!("{site}/reports"))

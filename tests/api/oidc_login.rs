@@ -117,7 +117,7 @@ async fn verify_answers_200_with_identity_headers_then_401_after_logout() {
     assert_eq!(h["x-auth-request-preferred-username"], "alice");
     assert_eq!(h["x-auth-request-groups"], "admin,staff");
 
-    let out = browser.get(&format!("{}/logout", app.base)).await;
+    let out = crate::logout::sign_out(&app.base, &browser).await;
     assert_eq!(out.status(), 302);
     assert!(
         location(&out).starts_with(&format!("{}/session/end", app.op.issuer)),
@@ -216,7 +216,9 @@ async fn rd_is_honoured_after_login() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_reports_database_sessions_and_connections() {
     let app = spawn_app().await;
-    let r = Browser::new().get(&format!("{}/readyz", app.base)).await;
+    let r = Browser::new()
+        .get(&format!("{}/readyz", app.operator))
+        .await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["connections"]["test"], "ready");

@@ -10,7 +10,7 @@ async fn sp_initiated_logout_ends_the_session_here_and_at_the_idp() {
     assert_eq!(app.login(&b, "alice").await.status(), 303);
     assert_eq!(app.verify(&b).await.status(), 200);
 
-    let r = b.get(&format!("{}/logout", app.base)).await;
+    let r = crate::logout::sign_out(&app.base, &b).await;
     assert_eq!(r.status(), 302);
     let to_idp = location(&r);
     assert!(

@@ -9,7 +9,7 @@ mod metadata;
 
 use crate::helpers::{Browser, TestDb, init_tracing, sessions_toml};
 use jitbridge::config::Config;
-use jitbridge::web::{AppState, Application};
+use jitbridge::web::{AppState, Application, Listeners};
 use openssl::pkey::PKey;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -287,7 +287,15 @@ sp_certificate = {{ file = "{cert}" }}
     );
     let config = Config::from_toml_and_env("test", &toml, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
-    let app = Application::build(config, Some(listener), None).await?;
+    let app = Application::build(
+        config,
+        Listeners {
+            public: Some(listener),
+            operator: Some(TcpListener::bind("127.0.0.1:0").unwrap()),
+        },
+        None,
+    )
+    .await?;
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
     Ok(SamlApp {

@@ -199,7 +199,7 @@ async fn a_person_removed_from_ldap_is_disabled_after_the_grace_and_their_sessio
             "{a} not audited: {actions:?}"
         );
     }
-    let metrics = reqwest::get(format!("{}/metrics", app.base))
+    let metrics = reqwest::get(format!("{}/metrics", app.operator))
         .await
         .unwrap()
         .text()
