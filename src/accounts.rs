@@ -59,6 +59,10 @@ pub fn set_disabled(
             .ok_or_else(|| AccountError::NotFound(username.into()))?;
         let seen =
             lifecycle::read(c, &acc.id)?.ok_or_else(|| AccountError::NotFound(username.into()))?;
+        if reason.is_none() && seen.active {
+            // Enabling an active account changes nothing (and bumps no version).
+            return Ok(acc);
+        }
         let t = match reason {
             Some(reason) => Transition::Disable {
                 by: DisabledBy::Admin,

@@ -4,6 +4,8 @@
 //! Details carry names of changed fields, role changes and reasons; never tokens, assertions
 //! or raw claims.
 
+pub mod failures;
+
 use crate::db::models::{AuditEvent, NewAuditEvent};
 use crate::db::schema::audit_events;
 use crate::db::{DbConnection, DbError, now};

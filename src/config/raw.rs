@@ -410,6 +410,14 @@ impl RawConfig {
             self.sessions.revocation_window.as_deref(),
             Duration::from_secs(15 * 60),
         );
+        if revocation_window < Duration::from_secs(60) {
+            c.push(
+                "sessions.revocation_window",
+                self.sessions.revocation_window.as_deref(),
+                "is shorter than a minute, so a revocation committed by a slow transaction could be skipped",
+                "remove the key for the 15m default, or set at least \"1m\"",
+            );
+        }
 
         // [[connection]]
         let mut names = BTreeSet::new();

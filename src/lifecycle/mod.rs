@@ -119,6 +119,9 @@ pub fn transition(
     origin: Origin<'_>,
     details: Value,
 ) -> Result<Applied, DbError> {
+    // An enable or purge of an active account is no transition: skipped (and audited) rather
+    // than bumping the version or anonymizing an account that is in use.
+    let valid = !seen.active || matches!(t, Transition::Disable { .. });
     let at = now();
     let status = if seen.active {
         STATUS_ACTIVE
@@ -135,55 +138,59 @@ pub fn transition(
         };
     }
     let version = seen.version + 1;
-    let written = match t {
-        Transition::Disable { by, reason } => diesel::update(target!())
-            .set((
-                accounts::status.eq(STATUS_DISABLED),
-                accounts::disabled_by.eq(Some(by.as_str())),
-                accounts::disabled_reason.eq(Some(reason)),
-                accounts::disabled_at.eq(Some(at)),
-                accounts::version.eq(version),
-                accounts::updated_at.eq(at),
-            ))
-            .execute(c)?,
-        Transition::Enable => diesel::update(target!())
-            .set((
-                accounts::status.eq(STATUS_ACTIVE),
-                accounts::disabled_by.eq(None::<&str>),
-                accounts::disabled_reason.eq(None::<&str>),
-                accounts::disabled_at.eq(None::<PrimitiveDateTime>),
-                accounts::version.eq(version),
-                accounts::updated_at.eq(at),
-            ))
-            .execute(c)?,
-        Transition::Purge {
-            mode: PurgeMode::Delete,
-        } => diesel::delete(target!()).execute(c)?,
-        Transition::Purge {
-            mode: PurgeMode::Anonymize,
-        } => {
-            // Keep the row so the audit trail's references still resolve; drop every personal
-            // value and the identity link (a returning person starts a fresh account).
-            let n = diesel::update(target!())
+    let written = if !valid {
+        0
+    } else {
+        match t {
+            Transition::Disable { by, reason } => diesel::update(target!())
                 .set((
-                    accounts::username.eq(format!("purged-{account_id}")),
-                    accounts::email.eq(None::<String>),
-                    accounts::display_name.eq(None::<String>),
-                    accounts::attributes.eq("{}"),
-                    accounts::disabled_reason.eq("purged after the retention period"),
+                    accounts::status.eq(STATUS_DISABLED),
+                    accounts::disabled_by.eq(Some(by.as_str())),
+                    accounts::disabled_reason.eq(Some(reason)),
+                    accounts::disabled_at.eq(Some(at)),
                     accounts::version.eq(version),
                     accounts::updated_at.eq(at),
                 ))
-                .execute(c)?;
-            if n > 0 {
-                diesel::delete(identities::table.filter(identities::account_id.eq(account_id)))
+                .execute(c)?,
+            Transition::Enable => diesel::update(target!())
+                .set((
+                    accounts::status.eq(STATUS_ACTIVE),
+                    accounts::disabled_by.eq(None::<&str>),
+                    accounts::disabled_reason.eq(None::<&str>),
+                    accounts::disabled_at.eq(None::<PrimitiveDateTime>),
+                    accounts::version.eq(version),
+                    accounts::updated_at.eq(at),
+                ))
+                .execute(c)?,
+            Transition::Purge {
+                mode: PurgeMode::Delete,
+            } => diesel::delete(target!()).execute(c)?,
+            Transition::Purge {
+                mode: PurgeMode::Anonymize,
+            } => {
+                // Keep the row so the audit trail's references still resolve; drop every personal
+                // value and the identity link (a returning person starts a fresh account).
+                let n = diesel::update(target!())
+                    .set((
+                        accounts::username.eq(format!("purged-{account_id}")),
+                        accounts::email.eq(None::<String>),
+                        accounts::display_name.eq(None::<String>),
+                        accounts::attributes.eq("{}"),
+                        accounts::disabled_reason.eq("purged after the retention period"),
+                        accounts::version.eq(version),
+                        accounts::updated_at.eq(at),
+                    ))
                     .execute(c)?;
-                diesel::delete(
-                    account_roles::table.filter(account_roles::account_id.eq(account_id)),
-                )
-                .execute(c)?;
+                if n > 0 {
+                    diesel::delete(identities::table.filter(identities::account_id.eq(account_id)))
+                        .execute(c)?;
+                    diesel::delete(
+                        account_roles::table.filter(account_roles::account_id.eq(account_id)),
+                    )
+                    .execute(c)?;
+                }
+                n
             }
-            n
         }
     };
     let mut event = Event::new(t.action(), Outcome::Success)

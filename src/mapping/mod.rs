@@ -257,7 +257,10 @@ impl Mapping {
             Some(_) if flag == Some(false) && self.require_verified_email => {
                 return Err(Refusal::EmailNotVerified);
             }
-            Some(address) if self.trust_email || flag == Some(true) => Some(VerifiedEmail(address)),
+            // Trust never overrides an explicit `false`.
+            Some(address) if flag == Some(true) || (self.trust_email && flag.is_none()) => {
+                Some(VerifiedEmail(address))
+            }
             // Unverified: dropped. A domain gate cannot be passed with it.
             Some(_) if !self.allowed_email_domains.is_empty() => {
                 return Err(Refusal::EmailNotVerified);

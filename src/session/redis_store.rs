@@ -256,18 +256,21 @@ return ended
 
 /// KEYS[1]: a session record. ARGV[1]: the prefix of account epochs; ARGV[2]: the idle timeout.
 /// Returns the record when its account's epoch (if any) does not exceed the session's, and
-/// pushes its idle expiry forward; deletes it and returns nil otherwise.
+/// pushes its idle expiry forward; deletes it and returns nil otherwise. A record it cannot
+/// read is no session.
 const GET_LUA: &str = r"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return nil end
 local ok, d = pcall(cjson.decode, raw)
-if ok and type(d) == 'table' and type(d.account) == 'table'
-    and type(d.account.id) == 'string' then
-  local min = tonumber(redis.call('GET', ARGV[1] .. d.account.id))
-  if min and (tonumber(d.account.version) or 0) < min then
-    redis.call('DEL', KEYS[1])
-    return nil
-  end
+if not (ok and type(d) == 'table' and type(d.account) == 'table'
+    and type(d.account.id) == 'string') then
+  -- Unreadable: no epoch can be checked, so it is no session (never served unchecked).
+  return nil
+end
+local min = tonumber(redis.call('GET', ARGV[1] .. d.account.id))
+if min and (tonumber(d.account.version) or 0) < min then
+  redis.call('DEL', KEYS[1])
+  return nil
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return raw

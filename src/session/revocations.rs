@@ -68,18 +68,17 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts after what the log holds now: this process has no session those entries could
-    /// end. Entries not committed yet are not visible here, so they are applied when they are.
-    pub fn start(c: &mut DbConnection, window: Duration) -> Result<Self, DbError> {
-        let mut f = Self {
+    /// A follower whose first poll applies everything the log still holds (entries are kept
+    /// for as long as a session can live). Skipping what was there at start lost revocations
+    /// whose committing process died before revoking in Redis (a sweeper killed after its
+    /// commit), since Redis sessions outlive the process; with epochs, a replay ends only
+    /// sessions older than the revocation, so replaying is harmless.
+    pub fn start(_c: &mut DbConnection, window: Duration) -> Result<Self, DbError> {
+        Ok(Self {
             window: time::Duration::seconds(window.as_secs() as i64),
             max_seen: 0,
             applied: HashMap::new(),
-        };
-        for (id, _, at, _) in read(c, crate::db::now() - f.window, 0)? {
-            f.mark(id, at);
-        }
-        Ok(f)
+        })
     }
 
     fn mark(&mut self, id: i64, at: PrimitiveDateTime) {
@@ -101,7 +100,10 @@ impl Follower {
             if self.applied.contains_key(&id) {
                 continue;
             }
-            let n = sessions.revoke_account(&account, Some(epoch)).await?;
+            // Epoch 0: a row queued by a version before epochs (a rolling upgrade), which
+            // meant "end every session".
+            let epoch = (epoch > 0).then_some(epoch);
+            let n = sessions.revoke_account(&account, epoch).await?;
             if n > 0 {
                 tracing::info!(account = %account, sessions = n, "sessions revoked");
             }

@@ -310,8 +310,15 @@ pub async fn run_until_stopped(db: Db, sessions: SessionStore, connections: Vec<
                             continue;
                         }
                     };
-                    if let Err(e) = sweep_once(&db, Some(&sessions), &conn, source, SweepOptions::default()).await {
-                        tracing::error!(connection = %conn.name, error = %e, "sweep failed");
+                    // Each sweep in a task of its own: a panic inside a directory client (ldap3
+                    // expects a well-formed entry) ended this loop for good, and with it the
+                    // connection's deprovisioning. Now it is one failed sweep.
+                    let (d, s, c) = (db.clone(), sessions.clone(), conn.clone());
+                    let run = tokio::spawn(async move { sweep_once(&d, Some(&s), &c, source, SweepOptions::default()).await });
+                    match run.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(connection = %conn.name, error = %e, "sweep failed"),
+                        Err(e) => tracing::error!(connection = %conn.name, error = %e, "sweep panicked; the next one runs on schedule"),
                     }
                 }
             })

@@ -138,7 +138,9 @@ pub fn load_locals(
                 missing_since,
                 missing_count,
             )| {
-                let since = disabled_at.map(to_unix).unwrap_or(0);
+                // Unknown disable time (legacy rows): counted from now, never from 1970, so
+                // retention cannot purge it at once.
+                let since = disabled_at.map_or(to_unix(now()), to_unix);
                 let active = status == STATUS_ACTIVE;
                 let disabled_by =
                     (!active).then(|| DisabledBy::parse(by.as_deref().unwrap_or("admin")));

@@ -50,6 +50,24 @@ pub(super) async fn audit_failure(
     if err.is_internal() {
         log_internal(err, err.reason(), request_id);
     }
+    // A name from the URL is the caller's to choose: only a configured one is recorded.
+    let connection = connection.filter(|c| state.config.connection(c).is_some());
+    // The first refusal of its kind this minute is written in full; the rest are counted and
+    // written as one event when the minute is over (audit::failures), so junk cannot grow
+    // the trail without bound.
+    // A refusal of a known account (it is disabled) came through the IdP: kept in full.
+    let of_an_account = matches!(err, LoginError::AccountDisabled { .. });
+    if !of_an_account
+        && !state.failures.note(
+            "login.failed",
+            err.reason(),
+            connection,
+            crate::session::unix_now(),
+        )
+    {
+        tracing::debug!(reason = err.reason(), request_id, "login refused (repeat)");
+        return;
+    }
     tracing::info!(
         reason = err.reason(),
         connection,

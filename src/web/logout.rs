@@ -194,6 +194,16 @@ pub async fn confirm(
             match &e {
                 LogoutError::Forged { reason } => {
                     tracing::info!(reason, request_id, "sign-out refused");
+                    // Anyone can post a forged sign-out: aggregated like refused logins.
+                    let first = state.failures.note(
+                        "logout.refused",
+                        reason,
+                        None,
+                        crate::session::unix_now(),
+                    );
+                    if !first {
+                        return actix_web::ResponseError::error_response(&e);
+                    }
                     let ev = Event::new("logout.refused", Outcome::Failure)
                         .actor("anonymous")
                         .details(json!({ "reason": reason }))

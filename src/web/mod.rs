@@ -40,6 +40,8 @@ pub struct AppState {
     pub providers: BTreeMap<String, Arc<OidcProvider>>,
     /// SAML connections by name.
     pub saml: BTreeMap<String, Arc<SamlProvider>>,
+    /// Refused logins, aggregated per reason, connection and minute (see `audit::failures`).
+    pub failures: Arc<crate::audit::failures::FailureAggregator>,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -188,6 +190,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         });
     }
 
+    let failures = Arc::new(crate::audit::failures::FailureAggregator::default());
+    tokio::spawn(failures.clone().flush_until_stopped(db.clone()));
     tokio::spawn(crate::session::revocations::follow_until_stopped(
         db.clone(),
         sessions.clone(),
@@ -261,6 +265,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         sessions,
         providers,
         saml,
+        failures,
     })
 }
 

@@ -406,3 +406,59 @@ async fn a_second_subject_cannot_take_over_an_existing_username() {
     )
     .await;
 }
+
+/// Every junk request wrote one audit row, so a stranger could grow the trail (and the
+/// database) without bound. Now the first refusal of each reason and minute is written in
+/// full and the rest become one counted event when the minute is over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_junk_callbacks_writes_a_bounded_number_of_audit_rows() {
+    let app = spawn_app().await;
+    let b = Browser::new();
+    let junk = 300;
+    for i in 0..junk {
+        let r = b
+            .get(&format!(
+                "{}/callback/{CONNECTION}?state=junk{i}&code=x",
+                app.base
+            ))
+            .await;
+        assert_eq!(r.status(), 400);
+    }
+    // A connection name that is not configured is not a bucket of its own.
+    for i in 0..50 {
+        b.get(&format!("{}/login?connection=nope{i}", app.base))
+            .await;
+    }
+    let events = app.audit_events().await;
+    let failed = events.iter().filter(|e| e.action == "login.failed").count();
+    assert!(
+        failed <= 2 * 2,
+        "{failed} rows for {} junk requests (two reasons, at most two minutes)",
+        junk + 50
+    );
+    // The minute ends: one counted event per bucket that repeated.
+    let later = jitbridge::session::unix_now() + 120;
+    let written = app
+        .state
+        .failures
+        .flush_once(&app.state.db, later)
+        .await
+        .unwrap();
+    assert!((1..=4).contains(&written), "{written}");
+    let repeated: u64 = app
+        .audit_events()
+        .await
+        .iter()
+        .filter(|e| e.action == jitbridge::audit::failures::REPEATED)
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        repeated as usize + failed,
+        junk + 50,
+        "every refusal is counted"
+    );
+}

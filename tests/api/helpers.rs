@@ -473,11 +473,23 @@ pub async fn audit_events(state: &AppState) -> Vec<jitbridge::db::models::AuditE
 }
 
 /// The reason codes of `login.failed` events, newest first.
+/// The reasons of refused logins, newest first. Repeats within a minute are aggregated
+/// (audit::failures): the pending counts are written first, as if their minutes had ended, so
+/// that each refusal a test makes is visible as the newest one.
 pub async fn failure_reasons(state: &AppState) -> Vec<String> {
+    state
+        .failures
+        .flush_once(&state.db, i64::MAX / 2)
+        .await
+        .unwrap();
     audit_events(state)
         .await
         .into_iter()
-        .filter(|e| e.action == "login.failed")
+        .filter(|e| {
+            e.action == "login.failed"
+                || (e.action == jitbridge::audit::failures::REPEATED
+                    && e.details.contains("\"login.failed\""))
+        })
         .map(|e| {
             serde_json::from_str::<Value>(&e.details).unwrap()["reason"]
                 .as_str()

@@ -111,3 +111,39 @@ async fn an_applied_revocation_does_not_end_sessions_created_after_it() {
     }
     assert!(sessions.get(&after).await.unwrap().is_some());
 }
+
+/// A follower started after a revocation was committed marked it applied without applying it:
+/// with Redis, sessions outlive the process, so a sweeper killed between its commit and its
+/// Redis revocation left those sessions alive for good. A new follower applies what the log
+/// holds; a row queued before epochs existed (epoch 0, a rolling upgrade) ends every session.
+#[tokio::test]
+async fn a_follower_started_after_a_revocation_still_applies_it() {
+    let (_test_db, db) = library_db();
+    let sessions = SessionStore::memory(Timeouts {
+        idle: Duration::from_secs(600),
+        absolute: Duration::from_secs(3600),
+    });
+    let mut early = record("acc-killed");
+    early.account.version = 0;
+    let s = sessions.create(early).await.unwrap();
+    let mut legacy = record("acc-legacy");
+    legacy.account.version = 7;
+    let l = sessions.create(legacy).await.unwrap();
+    // Committed by a process that died before revoking anywhere.
+    revocations::queue(&mut db.get().unwrap(), "acc-killed", 1).unwrap();
+    revocations::queue(&mut db.get().unwrap(), "acc-legacy", 0).unwrap();
+    let mut follower = {
+        let mut c = db.get().unwrap();
+        revocations::Follower::start(&mut c, Duration::from_secs(600)).unwrap()
+    };
+    let first = follower.poll_once(&db, &sessions).await.unwrap();
+    assert_eq!(first.applied, 2);
+    assert!(
+        sessions.get(&s).await.unwrap().is_none(),
+        "applied at start"
+    );
+    assert!(
+        sessions.get(&l).await.unwrap().is_none(),
+        "a legacy row ends every session"
+    );
+}
