@@ -16,6 +16,7 @@ pub mod dsig;
 pub mod logout;
 mod metadata;
 pub mod preflight;
+mod profile;
 pub mod redirect;
 mod response;
 mod tree;
