@@ -13,6 +13,7 @@ pub mod revocations;
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
+use crate::idp::saml::logout::NameId;
 use crate::provisioning::AccountSnapshot;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -81,7 +82,7 @@ pub struct SessionRecord {
     pub idp_session: Option<String>,
     /// The SAML NameID the session was established with, echoed in our LogoutRequest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name_id: Option<crate::idp::saml::logout::NameId>,
+    pub name_id: Option<NameId>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds: the absolute end, whatever the activity.
@@ -96,9 +97,9 @@ impl SessionRecord {
         let c = &self.connection;
         match (&self.name_id, self.idp_session.as_deref()) {
             (None, sid) => sid.map(|sid| idp_key(c, sid)).into_iter().collect(),
-            (Some(n), None) => vec![name_id_key(c, &n.value)],
+            (Some(n), None) => vec![name_id_key(c, n)],
             (Some(n), Some(sid)) => {
-                vec![name_id_key(c, &n.value), saml_session_key(c, sid, &n.value)]
+                vec![name_id_key(c, n), saml_session_key(c, sid, n)]
             }
         }
     }
@@ -108,15 +109,35 @@ fn idp_key(connection: &str, sid: &str) -> String {
     hash_key(&format!("{connection}\u{0}{sid}"))
 }
 
+/// A NameID as SAML compares identifiers (core 2.2.3): its value with its NameQualifier and
+/// SPNameQualifier, where an absent qualifier matches only an absent one (never an empty
+/// one, never any).
+fn name_id_identity(n: &NameId) -> String {
+    let q = |v: &Option<String>| match v {
+        None => "\u{1}".to_string(),
+        Some(s) => format!("\u{2}{s}"),
+    };
+    format!(
+        "{}\u{0}{}\u{0}{}",
+        q(&n.name_qualifier),
+        q(&n.sp_name_qualifier),
+        n.value
+    )
+}
+
 /// Distinct from every [`idp_key`]: a NameID value can never be taken for a session id.
-fn name_id_key(connection: &str, name_id: &str) -> String {
-    hash_key(&format!("{connection}\u{0}\u{1}name-id\u{0}{name_id}"))
+fn name_id_key(connection: &str, name_id: &NameId) -> String {
+    hash_key(&format!(
+        "{connection}\u{0}\u{1}name-id\u{0}{}",
+        name_id_identity(name_id)
+    ))
 }
 
 /// A SAML session as a LogoutRequest names it: SessionIndex and NameID together.
-fn saml_session_key(connection: &str, session_index: &str, name_id: &str) -> String {
+fn saml_session_key(connection: &str, session_index: &str, name_id: &NameId) -> String {
     hash_key(&format!(
-        "{connection}\u{0}\u{2}saml-session\u{0}{session_index}\u{0}{name_id}"
+        "{connection}\u{0}\u{2}saml-session\u{0}{session_index}\u{0}{}",
+        name_id_identity(name_id)
     ))
 }
 
@@ -241,7 +262,7 @@ impl SessionStore {
         &self,
         connection: &str,
         session_index: &str,
-        name_id: &str,
+        name_id: &NameId,
     ) -> Result<usize, SessionError> {
         let key = saml_session_key(connection, session_index, name_id);
         dispatch!(self, s => s.revoke_idp_session(&key).await)
@@ -252,7 +273,7 @@ impl SessionStore {
     pub async fn revoke_name_id(
         &self,
         connection: &str,
-        name_id: &str,
+        name_id: &NameId,
     ) -> Result<usize, SessionError> {
         dispatch!(self, s => s.revoke_idp_session(&name_id_key(connection, name_id)).await)
     }

@@ -298,10 +298,7 @@ async fn slo_inner(
     };
     let revoked = if lr.session_indexes.is_empty() {
         async {
-            let n = state
-                .sessions
-                .revoke_name_id(p.name(), &name_id.value)
-                .await?;
+            let n = state.sessions.revoke_name_id(p.name(), &name_id).await?;
             let m = super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref())
                 .await?;
             Ok::<_, super::backchannel::RevokeError>(n + m)
@@ -314,7 +311,7 @@ async fn slo_inner(
         for si in &lr.session_indexes {
             n += state
                 .sessions
-                .revoke_saml_session(p.name(), si, &name_id.value)
+                .revoke_saml_session(p.name(), si, &name_id)
                 .await?;
         }
         Ok(n)

@@ -200,14 +200,16 @@ async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
         ];
         let bob = s.create(with("bob@example.com")).await.unwrap();
         assert_eq!(
-            s.revoke_name_id("other-connection", "alice@example.com")
+            s.revoke_name_id("other-connection", &nid("alice@example.com"))
                 .await
                 .unwrap(),
             0,
             "{name}: another connection's NameID is another person"
         );
         assert_eq!(
-            s.revoke_name_id("c", "alice@example.com").await.unwrap(),
+            s.revoke_name_id("c", &nid("alice@example.com"))
+                .await
+                .unwrap(),
             2,
             "{name}"
         );
@@ -217,7 +219,11 @@ async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
         assert!(s.get(&bob).await.unwrap().is_some(), "{name}");
         // A NameID that happens to equal a session id is still a NameID.
         let by_sid = s.create(record("acc-s")).await.unwrap();
-        assert_eq!(s.revoke_name_id("c", "sid-1").await.unwrap(), 0, "{name}");
+        assert_eq!(
+            s.revoke_name_id("c", &nid("sid-1")).await.unwrap(),
+            0,
+            "{name}"
+        );
         assert!(s.get(&by_sid).await.unwrap().is_some(), "{name}");
     }
 }
@@ -238,7 +244,7 @@ async fn a_saml_session_ends_only_for_its_session_index_and_name_id_together() {
         let alice = s.create(with("alice@example.com", "_s1")).await.unwrap();
         let bob = s.create(with("bob@example.com", "_s2")).await.unwrap();
         assert_eq!(
-            s.revoke_saml_session("c", "_s2", "alice@example.com")
+            s.revoke_saml_session("c", "_s2", &nid("alice@example.com"))
                 .await
                 .unwrap(),
             0,
@@ -246,7 +252,7 @@ async fn a_saml_session_ends_only_for_its_session_index_and_name_id_together() {
         );
         assert!(s.get(&bob).await.unwrap().is_some(), "{name}");
         assert_eq!(
-            s.revoke_saml_session("c", "_s1", "alice@example.com")
+            s.revoke_saml_session("c", "_s1", &nid("alice@example.com"))
                 .await
                 .unwrap(),
             1,
@@ -350,5 +356,58 @@ async fn a_session_made_before_a_disable_is_refused_even_when_stored_after_the_r
         old.account.version = 3;
         let stale = s.create(old).await.unwrap();
         assert!(s.get(&stale).await.unwrap().is_none(), "{name}");
+    }
+}
+
+fn nid(value: &str) -> jitbridge::idp::saml::logout::NameId {
+    jitbridge::idp::saml::logout::NameId {
+        value: value.into(),
+        ..Default::default()
+    }
+}
+
+/// A LogoutRequest's NameID is an identifier with its qualifiers (SAML core 2.2.3): one that
+/// names another NameQualifier or SPNameQualifier (another IdP or SP namespace with the same
+/// value) ended the session; an absent qualifier matches only an absent one.
+#[tokio::test]
+async fn a_logout_request_whose_name_id_qualifiers_differ_ends_nothing() {
+    use jitbridge::idp::saml::logout::NameId;
+    let qualified = |nq: Option<&str>, spnq: Option<&str>| NameId {
+        value: "alice".into(),
+        name_qualifier: nq.map(str::to_string),
+        sp_name_qualifier: spnq.map(str::to_string),
+        ..NameId::default()
+    };
+    let session = qualified(Some("https://idp"), Some("https://sp"));
+    for (name, s) in stores(600).await {
+        let rec = SessionRecord {
+            name_id: Some(session.clone()),
+            idp_session: Some("_s1".into()),
+            ..record("acc-q")
+        };
+        let id = s.create(rec).await.unwrap();
+        for other in [
+            qualified(Some("https://other-idp"), Some("https://sp")),
+            qualified(Some("https://idp"), None),
+            qualified(None, None),
+            qualified(Some("https://idp"), Some("")),
+        ] {
+            assert_eq!(
+                s.revoke_saml_session("c", "_s1", &other).await.unwrap(),
+                0,
+                "{name}: {other:?}"
+            );
+            assert_eq!(
+                s.revoke_name_id("c", &other).await.unwrap(),
+                0,
+                "{name}: {other:?}"
+            );
+        }
+        assert!(s.get(&id).await.unwrap().is_some(), "{name}");
+        assert_eq!(
+            s.revoke_saml_session("c", "_s1", &session).await.unwrap(),
+            1,
+            "{name}"
+        );
     }
 }
