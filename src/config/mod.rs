@@ -228,6 +228,12 @@ pub struct OidcConfig {
     pub use_userinfo: bool,
     /// Minimum time between two JWKS refetches triggered by an unknown `kid`.
     pub jwks_refresh_min_interval: Duration,
+    /// How often discovery and the JWKS are refreshed when the provider's Cache-Control
+    /// names no max-age (which, when present, is used within 5 min .. 24 h).
+    pub jwks_refresh_interval: Duration,
+    /// How long the last good keys stay trusted while refreshes fail; past it, logins and
+    /// logout tokens fail closed.
+    pub jwks_max_stale: Duration,
 }
 
 /// One thing wrong with the configuration.

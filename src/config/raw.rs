@@ -65,6 +65,8 @@ struct RawConnection {
     clock_skew: Option<String>,
     userinfo: Option<bool>,
     jwks_refresh_min_interval: Option<String>,
+    jwks_refresh_interval: Option<String>,
+    jwks_max_stale: Option<String>,
     #[serde(default)]
     mapping: MappingConfig,
     directory: Option<RawDirectory>,
@@ -535,6 +537,8 @@ fn validate_connection(
                     "jwks_refresh_min_interval",
                     rc.jwks_refresh_min_interval.is_some(),
                 ),
+                ("jwks_refresh_interval", rc.jwks_refresh_interval.is_some()),
+                ("jwks_max_stale", rc.jwks_max_stale.is_some()),
             ] {
                 if set {
                     c.push(
@@ -676,6 +680,16 @@ fn validate_oidc(
         rc.jwks_refresh_min_interval.as_deref(),
         Duration::from_secs(30),
     );
+    let jwks_refresh_interval = c.duration(
+        &format!("{key}.jwks_refresh_interval"),
+        rc.jwks_refresh_interval.as_deref(),
+        Duration::from_secs(3600),
+    );
+    let jwks_max_stale = c.duration(
+        &format!("{key}.jwks_max_stale"),
+        rc.jwks_max_stale.as_deref(),
+        Duration::from_secs(24 * 3600),
+    );
     Some(OidcConfig {
         issuer: issuer?,
         client_id: client_id?,
@@ -685,6 +699,8 @@ fn validate_oidc(
         clock_skew,
         use_userinfo: rc.userinfo.unwrap_or(true),
         jwks_refresh_min_interval,
+        jwks_refresh_interval,
+        jwks_max_stale,
     })
 }
 

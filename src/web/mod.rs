@@ -219,6 +219,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             )
         })
         .collect();
+    for p in providers.values() {
+        tokio::spawn(p.clone().refresh_keys_until_stopped());
+    }
     let mut saml = BTreeMap::new();
     let verify_slots = Arc::new(tokio::sync::Semaphore::new(
         config.server.max_saml_verifications,

@@ -176,6 +176,18 @@ impl Op {
             .unwrap();
         assert!(r.status().is_success(), "tamper mode {mode} refused");
     }
+
+    /// Keeps signing ID tokens with the rotated key (k2) but stops publishing it.
+    pub async fn withdraw_rotated_key(&self) {
+        let r = self
+            .http
+            .put(format!("{}/__admin/tamper", self.issuer))
+            .json(&json!({ "mode": "rotated", "withdraw_k2": true }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
 }
 
 impl Drop for Op {

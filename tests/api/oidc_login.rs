@@ -327,3 +327,24 @@ async fn a_stable_subject_header_names_the_account_at_every_login() {
         Some(id.as_str())
     );
 }
+
+/// The JWKS was read at discovery and again only on an unknown `kid`, so a key the provider
+/// withdrew (compromised, rotated out) stayed trusted for as long as the process ran. The
+/// scheduled refresh replaces the key set, and tokens signed by the withdrawn key are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_the_provider_withdrew_is_not_trusted_after_the_scheduled_refresh() {
+    let app = spawn_app().await;
+    app.op.tamper("rotated").await;
+    assert_eq!(app.login(&Browser::new(), "alice").await.status(), 302);
+    app.op.withdraw_rotated_key().await;
+    let provider = app.state.providers[CONNECTION].clone();
+    let next = provider.refresh_keys_once().await.unwrap();
+    assert!(next >= std::time::Duration::from_secs(300), "{next:?}");
+    let r = app.login(&Browser::new(), "alice").await;
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+    let reason = app.failure_reasons().await.remove(0);
+    assert_eq!(reason, "id_token_invalid");
+    // Back to the published key: logins work again.
+    app.op.tamper("none").await;
+    assert_eq!(app.login(&Browser::new(), "alice").await.status(), 302);
+}

@@ -491,7 +491,8 @@ async function adminRoutes(ctx) {
         return true;
       }
       tamperMode = mode;
-      if (mode === 'rotated') publishK2 = true;
+      // `withdraw_k2`: keep signing with k2 but stop publishing it (a withdrawn key).
+      if (mode === 'rotated') publishK2 = body?.withdraw_k2 !== true;
       log('tamper mode ->', mode);
       sendJson(ctx, 200, { mode: tamperMode });
       return true;
