@@ -5,24 +5,9 @@ use super::*;
 use crate::helpers::*;
 use diesel::prelude::*;
 use jitbridge::db::schema::accounts;
-use jitbridge::directory::{DirectoryEntry, MemorySource};
 use jitbridge::sweeper::SweepOutcome;
 
-/// For tests that feed the sweeper their own listing: the configured directory is never asked.
-const UNUSED_PORT: u16 = 1;
 
-fn listing(subjects: &[&str]) -> MemorySource {
-    MemorySource::new(
-        subjects
-            .iter()
-            .map(|s| DirectoryEntry {
-                subject: s.to_string(),
-                active: true,
-            })
-            .collect(),
-        2,
-    )
-}
 
 /// The account's status, or None once it is purged (deleted or anonymized).
 async fn status_or_purged(app: &TestApp, username: &'static str) -> Option<String> {

@@ -13,6 +13,23 @@ use crate::helpers::TestApp;
 use jitbridge::directory::{Directory, DirectorySource};
 use jitbridge::sweeper::{self, SweepOptions, SweepReport};
 
+/// For tests that feed the sweeper their own listing: the configured directory is never asked.
+pub const UNUSED_PORT: u16 = 1;
+
+/// A listing of these subjects, all active, two per page.
+pub fn listing(subjects: &[&str]) -> jitbridge::directory::MemorySource {
+    jitbridge::directory::MemorySource::new(
+        subjects
+            .iter()
+            .map(|s| jitbridge::directory::DirectoryEntry {
+                subject: s.to_string(),
+                active: true,
+            })
+            .collect(),
+        2,
+    )
+}
+
 pub async fn sweep(app: &TestApp, opts: SweepOptions) -> SweepReport {
     let conn = app
         .state

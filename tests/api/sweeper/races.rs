@@ -46,8 +46,6 @@ fn listing(active: &[&str], hook: Hook) -> During {
     }
 }
 
-/// For tests that feed the sweeper their own listing: the configured directory is never asked.
-const UNUSED_PORT: u16 = 1;
 
 async fn app(extra: &str) -> TestApp {
     let policy = format!("grace_sweeps = 1\nmax_disable_fraction = 1.0\n{extra}");

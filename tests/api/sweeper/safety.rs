@@ -3,7 +3,7 @@
 use super::ldap::{Slapd, ldap_directory};
 use super::*;
 use crate::helpers::*;
-use jitbridge::directory::{DirectoryEntry, DirectoryError, MemorySource, Page};
+use jitbridge::directory::{DirectoryError, MemorySource, Page};
 use jitbridge::sweeper::SweepOutcome;
 use std::time::Duration;
 
@@ -17,21 +17,7 @@ impl DirectorySource for Slow {
     }
 }
 
-fn listing(subjects: &[&str]) -> MemorySource {
-    MemorySource::new(
-        subjects
-            .iter()
-            .map(|s| DirectoryEntry {
-                subject: s.to_string(),
-                active: true,
-            })
-            .collect(),
-        2,
-    )
-}
 
-/// For tests that feed the sweeper their own listing: the configured directory is never asked.
-const UNUSED_PORT: u16 = 1;
 
 const TEN: &[&str] = &["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"];
 
