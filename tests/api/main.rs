@@ -9,6 +9,7 @@ mod direct;
 mod helpers;
 mod nginx;
 mod oidc_login;
+mod replicas;
 mod revocations;
 mod saml;
 mod session_store;
