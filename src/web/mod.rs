@@ -126,7 +126,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .context("sessions.redis_url is missing")?;
             SessionStore::redis(url.expose(), &config.sessions.key_prefix, timeouts)
                 .await
-                .context("cannot reach Redis (sessions.redis_url)")?
+                .context("cannot use the Redis at sessions.redis_url")?
         }
     };
     if let SessionStore::Memory(store) = &sessions {
