@@ -283,7 +283,7 @@ pub struct Cluster {
     pub nginx: Nginx,
     pub replicas: Vec<Replica>,
     pub base: String,
-    pub dir: TempDir,
+    _dir: TempDir,
 }
 
 impl Cluster {
@@ -304,7 +304,7 @@ impl Cluster {
             base: nginx.base(),
             nginx,
             replicas,
-            dir,
+            _dir: dir,
         }
     }
 

@@ -6,8 +6,8 @@
 //! each test returns at once (they start many processes and do not depend on the storage
 //! combination of the run).
 
-#![allow(dead_code)] // the harness serves the fault tests too
 mod cluster;
+mod faults;
 mod logins;
 mod ops;
 mod servers;
