@@ -143,8 +143,24 @@ async fn with_postgres_stopped_sessions_keep_working_from_redis_logins_get_a_cle
             "a live session is served from Redis alone"
         );
     }
+    // The first caller waits out one pool timeout; after that the outage is known and every
+    // caller gets its answer at once (it took two full timeouts, past the proxy's, before).
+    let first = Instant::now();
     let (_, r) = login(&c, &op, "bob").await;
     assert_clear_error_page(r, 503).await;
+    let first = first.elapsed();
+    assert!(
+        first < Duration::from_secs(15),
+        "the error page took {first:?}"
+    );
+    let again = Instant::now();
+    let (_, r) = login(&c, &op, "bob").await;
+    assert_clear_error_page(r, 503).await;
+    let again = again.elapsed();
+    assert!(
+        again < Duration::from_secs(3),
+        "the next error page took {again:?}"
+    );
     let sweep = c.cli(&["sweep"]);
     assert!(
         !sweep.status.success(),
@@ -152,7 +168,13 @@ async fn with_postgres_stopped_sessions_keep_working_from_redis_logins_get_a_cle
     );
     let err = String::from_utf8_lossy(&sweep.stderr);
     assert!(err.contains("database"), "{err}");
+    let probe = Instant::now();
     let (status, body) = readyz(&c).await;
+    assert!(
+        probe.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        probe.elapsed()
+    );
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["sessions"], "ok", "{body}");
     assert_ne!(body["database"], "ok", "{body}");
