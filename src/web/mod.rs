@@ -9,6 +9,7 @@ mod login;
 mod metrics;
 pub mod redirect;
 mod saml;
+mod shutdown;
 
 use crate::config::{Config, SessionStoreKind};
 use crate::db::Db;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub providers: BTreeMap<String, Arc<OidcProvider>>,
     /// SAML connections by name.
     pub saml: BTreeMap<String, Arc<SamlProvider>>,
+    /// Set once a stop was requested (SIGTERM): `/readyz` answers 503 from then on.
+    pub stopping: shutdown::Stopping,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -46,6 +49,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    listener_fd: Option<i32>,
 }
 
 impl Application {
@@ -62,6 +66,10 @@ impl Application {
             })?,
         };
         let port = listener.local_addr()?.port();
+        #[cfg(unix)]
+        let listener_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
+        #[cfg(not(unix))]
+        let listener_fd = None;
         let state = web::Data::new(build_state(config).await?);
         let workers = state.config.server.workers;
         let data = state.clone();
@@ -78,12 +86,16 @@ impl Application {
                 })
         })
         .workers(workers)
+        // Signals are ours (see shutdown.rs): actix's handling dropped queued connections.
+        .disable_signals()
+        .shutdown_timeout(30)
         .listen(listener)?
         .run();
         Ok(Self {
             port,
             server,
             state,
+            listener_fd,
         })
     }
 
@@ -95,7 +107,13 @@ impl Application {
         self.state.clone()
     }
 
+    /// Serves until SIGTERM or SIGINT, then stops without dropping queued requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tokio::spawn(shutdown::on_signal(
+            self.server.handle(),
+            self.listener_fd,
+            self.state.stopping.clone(),
+        ));
         self.server.await
     }
 }
@@ -218,6 +236,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         sessions,
         providers,
         saml,
+        stopping: Default::default(),
     })
 }
 
@@ -313,9 +332,15 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         };
         providers.insert(name.clone(), s);
     }
-    let ok = db.is_ok() && sessions.is_ok();
+    let stopping = state.stopping.is_set();
+    let ok = db.is_ok() && sessions.is_ok() && !stopping;
+    let status = match (ok, stopping) {
+        (_, true) => "stopping",
+        (true, _) => "ready",
+        (false, _) => "not ready",
+    };
     let body = serde_json::json!({
-        "status": if ok { "ready" } else { "not ready" },
+        "status": status,
         "database": db.err().unwrap_or_else(|| "ok".into()),
         "sessions": sessions.err().unwrap_or_else(|| "ok".into()),
         "connections": providers,
