@@ -214,20 +214,19 @@ http {{
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx is installed (scripts/test installs nginx-light)");
+        // Owned at once, so that its Drop stops nginx on every path below.
+        let nginx = Self {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self {
-                    child,
-                    port,
-                    dir: dir.to_path_buf(),
-                };
+                return nginx;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "nginx did not listen: {}",
-            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        );
+        panic!("nginx did not listen: {}", nginx.error_log());
     }
 
     pub fn base(&self) -> String {
