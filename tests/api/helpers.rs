@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use crate::oidc_flow::oidc_login_until_callback;
+
 pub const CONNECTION: &str = "test";
 pub const CLIENT_ID: &str = "jitbridge-test";
 pub const CLIENT_SECRET: &str = "jitbridge-test-secret-0123456789";
@@ -414,47 +416,6 @@ impl TestApp {
     pub async fn failure_reasons(&self) -> Vec<String> {
         failure_reasons(&self.state).await
     }
-}
-
-/// The OIDC login at the bridge at `base` with the provider at `issuer`, up to the moment the
-/// IdP sends the browser back; returns the callback URL (at `base`).
-pub async fn oidc_login_until_callback(
-    browser: &Browser,
-    base: &str,
-    issuer: &str,
-    connection: &str,
-    user: &str,
-    rd: &str,
-) -> String {
-    let r = browser
-        .get(&format!(
-            "{base}/login?connection={connection}&rd={}",
-            urlencode(rd)
-        ))
-        .await;
-    assert_eq!(r.status(), 302, "/login should redirect to the IdP");
-    let authorize = location(&r);
-    assert!(authorize.starts_with(issuer), "{authorize}");
-    let r = browser.get(&authorize).await;
-    assert_eq!(r.status(), 303);
-    let interaction = absolute(issuer, &location(&r));
-    let r = browser
-        .http
-        .post(format!("{interaction}/login"))
-        .form(&[("login", user), ("password", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "the IdP accepts the login of {user}");
-    let resume = absolute(issuer, &location(&r));
-    let r = browser.get(&resume).await;
-    assert_eq!(r.status(), 303);
-    let callback = location(&r);
-    assert!(
-        callback.starts_with(&format!("{base}/callback/")),
-        "{callback}"
-    );
-    callback
 }
 
 /// Runs `f` on a pooled connection of the app's database.

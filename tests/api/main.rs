@@ -8,6 +8,7 @@ mod demo;
 mod direct;
 mod helpers;
 mod nginx;
+mod oidc_flow;
 mod oidc_login;
 mod replicas;
 mod revocations;
