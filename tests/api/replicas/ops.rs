@@ -246,3 +246,73 @@ async fn three_replicas_starting_together_on_an_empty_database_migrate_it_exactl
         );
     }
 }
+
+/// Straight at one replica, no proxy to hide anything by retrying: every request either gets
+/// its whole answer or is refused before anything was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_no_longer_resets_queued_connections_or_drops_those_handed_to_a_worker() {
+    if skip() {
+        return;
+    }
+    let db = TestDb::postgres();
+    let mut c = Cluster::new(1).await;
+    c.start(&Setup {
+        db: &db.url,
+        redis: &redis_url(),
+        rest: "",
+    })
+    .await;
+    let url = format!("{}/healthz", c.replicas[0].base());
+    let gone = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, gone) = (url.clone(), gone.clone());
+            tokio::spawn(async move {
+                // A new connection per request, as nginx opens them by default.
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let (mut ok, mut refused, mut dropped) = (0u32, 0u32, Vec::new());
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !gone.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match http.get(&url).send().await {
+                        Ok(r) => match r.text().await {
+                            Ok(body) if body == "ok" => ok += 1,
+                            other => dropped.push(format!("{other:?}")),
+                        },
+                        Err(e) if e.is_connect() => refused += 1,
+                        Err(e) => dropped.push(format!("{e:?}")),
+                    }
+                }
+                (ok, refused, dropped)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let r = &mut c.replicas[0];
+    r.terminate();
+    let status = r.wait_exit(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    gone.store(true, Ordering::Relaxed);
+    let (mut ok, mut refused, mut dropped) = (0, 0, Vec::new());
+    for t in load {
+        let (o, r, d) = t.await.unwrap();
+        (ok, refused) = (ok + o, refused + r);
+        dropped.extend(d);
+    }
+    assert!(status.success(), "{status}");
+    eprintln!(
+        "{ok} answered, {refused} refused before sending, {} cut",
+        dropped.len()
+    );
+    assert!(ok > 20, "the load ran: {ok}");
+    assert!(
+        dropped.is_empty(),
+        "{} requests were cut after they reached the replica ({ok} answered, {refused} \
+         refused): {:?}",
+        dropped.len(),
+        &dropped[..dropped.len().min(3)]
+    );
+}
