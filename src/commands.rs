@@ -177,7 +177,7 @@ async fn session_store_for_admin(config: &Config) -> anyhow::Result<Option<Sessi
     Ok(Some(
         SessionStore::redis(url.expose(), &config.sessions.key_prefix, timeouts)
             .await
-            .context("cannot reach Redis (sessions.redis_url)")?,
+            .context("cannot use the Redis at sessions.redis_url")?,
     ))
 }
 

@@ -8,6 +8,7 @@
 
 mod direct;
 pub mod models;
+mod pool;
 pub mod schema;
 
 use crate::config::Secret;
@@ -17,7 +18,6 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use std::time::Duration;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgresql");
@@ -138,7 +138,7 @@ pub struct Db {
 
 #[derive(Clone)]
 enum Conns {
-    Pool(r2d2::Pool<DbManager>),
+    Pool(pool::Pool),
     Direct(direct::Shared),
 }
 
@@ -174,12 +174,8 @@ impl Db {
         let backend = manager.backend;
         // Check the target directly first: r2d2 would only report a time-out.
         drop(manager.connect()?);
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
-            .build(manager)
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let probe = DbManager::new(url)?;
+        let pool = pool::Pool::new(manager, probe, pool_size)?;
         Ok(Self {
             conns: Conns::Pool(pool),
             backend,
@@ -218,10 +214,7 @@ impl Db {
     /// A connection; with a direct connection, waits while another caller uses it.
     pub fn get(&self) -> Result<DbGuard, DbError> {
         match &self.conns {
-            Conns::Pool(pool) => pool
-                .get()
-                .map(DbGuard::Pooled)
-                .map_err(|e| DbError::Unavailable(e.to_string())),
+            Conns::Pool(pool) => pool.get().map(DbGuard::Pooled),
             Conns::Direct(shared) => shared.take().map(DbGuard::Direct),
         }
     }

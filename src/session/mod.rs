@@ -173,6 +173,16 @@ pub enum SessionError {
     Unavailable(String),
     #[error("a stored session record is unreadable")]
     Corrupt,
+    /// Redis may evict keys under memory pressure: an evicted epoch or account snapshot would
+    /// let a disabled account's session through, an evicted index would hide sessions from
+    /// revocation. Refused at start.
+    #[error(
+        "Redis maxmemory-policy is {0:?}, which lets Redis evict session, index and account \
+         epoch keys under memory pressure (a disabled account could get back in); fix: set \
+         `maxmemory-policy noeviction` in redis.conf (or CONFIG SET maxmemory-policy \
+         noeviction) and size maxmemory for the sessions"
+    )]
+    EvictionPolicy(String),
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -45,7 +45,40 @@ impl RedisStore {
             timeouts,
         };
         store.ping().await?;
+        store.refuse_eviction().await?;
         Ok(store)
+    }
+
+    /// Refuses a server whose `maxmemory-policy` may evict our keys. Every key we write has a
+    /// TTL, so the `volatile-*` policies are as unsafe as the `allkeys-*` ones: only
+    /// `noeviction` is. A server that does not answer CONFIG (disabled or renamed, as managed
+    /// services do) is accepted with a warning: the operator must check the policy there.
+    async fn refuse_eviction(&self) -> Result<(), SessionError> {
+        let mut conn = self.conn.clone();
+        let answer: Result<std::collections::HashMap<String, String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        match answer {
+            Ok(values) => match values.get("maxmemory-policy") {
+                Some(p) if eviction_is_safe(p) => Ok(()),
+                Some(p) => Err(SessionError::EvictionPolicy(p.clone())),
+                None => {
+                    tracing::warn!(
+                        "Redis did not report maxmemory-policy; make sure it is noeviction"
+                    );
+                    Ok(())
+                }
+            },
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                Err(unavailable(e))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read Redis maxmemory-policy (CONFIG disabled or renamed?); make sure it is noeviction");
+                Ok(())
+            }
+        }
     }
 
     pub(super) fn timeouts(&self) -> Timeouts {
@@ -214,6 +247,12 @@ impl RedisStore {
     }
 }
 
+/// Whether a `maxmemory-policy` never evicts keys: only `noeviction` (writes fail instead,
+/// which fails closed).
+fn eviction_is_safe(policy: &str) -> bool {
+    policy.eq_ignore_ascii_case("noeviction")
+}
+
 /// KEYS[1]: an index set of session keys. ARGV[1]: the prefix of session records; ARGV[2]: the
 /// prefix of account indexes, or empty when KEYS[1] is the account index itself; ARGV[3]: the
 /// account's epoch key and ARGV[4] the epoch (both empty for none), ARGV[5] how long to keep
@@ -284,4 +323,23 @@ fn get_script() -> &'static redis::Script {
 fn revoke_script() -> &'static redis::Script {
     static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| redis::Script::new(REVOKE_LUA))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_noeviction_is_a_safe_maxmemory_policy() {
+        assert!(super::eviction_is_safe("noeviction"));
+        for p in [
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+        ] {
+            assert!(!super::eviction_is_safe(p), "{p}");
+        }
+    }
 }

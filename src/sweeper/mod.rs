@@ -41,6 +41,9 @@ pub enum SweepOutcome {
     Busy {
         holder: String,
     },
+    /// A scheduled sweep found that some process (another replica, the CLI) swept the
+    /// connection less than an interval ago, so it left it alone.
+    NotDue,
 }
 
 #[derive(Debug, Clone)]
@@ -61,13 +64,40 @@ pub enum SweepError {
 }
 
 /// One sweep of one connection.
-#[tracing::instrument(skip_all, fields(connection = %connection.name, dry_run = opts.dry_run))]
 pub async fn sweep_once<S: DirectorySource>(
+    db: &Db,
+    sessions: Option<&SessionStore>,
+    connection: &ConnectionConfig,
+    source: S,
+    opts: SweepOptions,
+) -> Result<SweepReport, SweepError> {
+    sweep_leased(db, sessions, connection, source, opts, None).await
+}
+
+/// The scheduled sweep inside `serve`: like [`sweep_once`], except that, checked under the
+/// lease, a connection whose last run (applied or aborted, by any process) started less than
+/// `interval` ago is left alone ([`SweepOutcome::NotDue`]). The lease alone only kept
+/// replicas from sweeping at the same moment: each of N replicas still applied its own sweep
+/// every interval, N times the directory load and N runs per interval.
+pub async fn sweep_if_due<S: DirectorySource>(
+    db: &Db,
+    sessions: Option<&SessionStore>,
+    connection: &ConnectionConfig,
+    source: S,
+    interval: Duration,
+) -> Result<SweepReport, SweepError> {
+    let opts = SweepOptions::default();
+    sweep_leased(db, sessions, connection, source, opts, Some(interval)).await
+}
+
+#[tracing::instrument(skip_all, fields(connection = %connection.name, dry_run = opts.dry_run))]
+async fn sweep_leased<S: DirectorySource>(
     db: &Db,
     sessions: Option<&SessionStore>,
     connection: &ConnectionConfig,
     mut source: S,
     opts: SweepOptions,
+    due_every: Option<Duration>,
 ) -> Result<SweepReport, SweepError> {
     let dir: DirectoryConfig = connection
         .directory
@@ -101,6 +131,17 @@ pub async fn sweep_once<S: DirectorySource>(
             None,
             RunStats::default(),
         ));
+    }
+    if let Some(interval) = due_every {
+        let n = name.clone();
+        let last = db.run(move |c| store::last_run_started(c, &n)).await?;
+        let interval = time::Duration::try_from(interval).unwrap_or(time::Duration::MAX);
+        if last.is_some_and(|t| started - t < interval) {
+            let (n, h) = (name.clone(), holder.clone());
+            db.run(move |c| store::release_lease(c, &n, &h)).await?;
+            tracing::debug!("swept less than an interval ago (by another process); skipping");
+            return Ok(report(SweepOutcome::NotDue, None, RunStats::default()));
+        }
     }
     let result = sweep_locked(
         db,
@@ -313,8 +354,8 @@ pub async fn run_until_stopped(db: Db, sessions: SessionStore, connections: Vec<
                     // Each sweep in a task of its own: a panic inside a directory client (ldap3
                     // expects a well-formed entry) ended this loop for good, and with it the
                     // connection's deprovisioning. Now it is one failed sweep.
-                    let (d, s, c) = (db.clone(), sessions.clone(), conn.clone());
-                    let run = tokio::spawn(async move { sweep_once(&d, Some(&s), &c, source, SweepOptions::default()).await });
+                    let (d, s, c, every) = (db.clone(), sessions.clone(), conn.clone(), dir.interval);
+                    let run = tokio::spawn(async move { sweep_if_due(&d, Some(&s), &c, source, every).await });
                     match run.await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => tracing::error!(connection = %conn.name, error = %e, "sweep failed"),

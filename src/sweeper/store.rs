@@ -199,6 +199,18 @@ pub struct RunStats {
     pub deprovision_seconds_sum: i64,
 }
 
+/// When the newest run of the connection that was not a dry run started (any process).
+pub fn last_run_started(
+    c: &mut DbConnection,
+    connection: &str,
+) -> Result<Option<PrimitiveDateTime>, DbError> {
+    Ok(sweep_runs::table
+        .filter(sweep_runs::connection.eq(connection))
+        .filter(sweep_runs::outcome.ne("dry-run"))
+        .select(diesel::dsl::max(sweep_runs::started_at))
+        .first::<Option<PrimitiveDateTime>>(c)?)
+}
+
 pub fn record_run(
     c: &mut DbConnection,
     connection: &str,

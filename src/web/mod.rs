@@ -12,6 +12,7 @@ mod metrics;
 mod operator;
 pub mod redirect;
 mod saml;
+mod shutdown;
 
 use crate::config::{Config, SessionStoreKind};
 use crate::db::Db;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub saml: BTreeMap<String, Arc<SamlProvider>>,
     /// Refused logins, aggregated per reason, connection and minute (see `audit::failures`).
     pub failures: Arc<crate::audit::failures::FailureAggregator>,
+    /// Set once a stop was requested (SIGTERM): `/readyz` answers 503 from then on.
+    pub stopping: shutdown::Stopping,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -72,6 +75,7 @@ pub struct Application {
     server: Server,
     operator: Server,
     state: web::Data<AppState>,
+    listener_fd: Option<i32>,
 }
 
 impl Application {
@@ -89,6 +93,10 @@ impl Application {
         )?;
         let port = listener.local_addr()?.port();
         let operator_port = operator_listener.local_addr()?.port();
+        #[cfg(unix)]
+        let listener_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
+        #[cfg(not(unix))]
+        let listener_fd = None;
         let state = web::Data::new(build_state(config).await?);
         let workers = state.config.server.workers;
         let data = state.clone();
@@ -105,6 +113,9 @@ impl Application {
                 })
         })
         .workers(workers)
+        // Signals are ours (see shutdown.rs): actix's handling dropped queued connections.
+        .disable_signals()
+        .shutdown_timeout(30)
         .listen(listener)?
         .run();
         let data = state.clone();
@@ -123,6 +134,7 @@ impl Application {
             server,
             operator,
             state,
+            listener_fd,
         })
     }
 
@@ -139,8 +151,14 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until both listeners stop (each stops gracefully on SIGINT/SIGTERM).
+    /// Serves until SIGTERM or SIGINT, then stops without dropping queued requests; the
+    /// operator listener stops with it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tokio::spawn(shutdown::on_signal(
+            self.server.handle(),
+            self.listener_fd,
+            self.state.stopping.clone(),
+        ));
         tokio::try_join!(self.server, self.operator).map(|_| ())
     }
 }
@@ -171,7 +189,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .context("sessions.redis_url is missing")?;
             SessionStore::redis(url.expose(), &config.sessions.key_prefix, timeouts)
                 .await
-                .context("cannot reach Redis (sessions.redis_url)")?
+                .context("cannot use the Redis at sessions.redis_url")?
         }
     };
     if let SessionStore::Memory(store) = &sessions {
@@ -269,6 +287,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         providers,
         saml,
         failures,
+        stopping: Default::default(),
     })
 }
 

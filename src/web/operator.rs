@@ -53,9 +53,11 @@ async fn readyz(state: web::Data<AppState>) -> impl Responder {
         };
         providers.insert(name.clone(), s);
     }
-    let ok = db == "ok" && sessions == "ok";
+    // Once SIGTERM arrived the process is draining: load balancers take it out (503).
+    let stopping = state.stopping.is_set();
+    let ok = db == "ok" && sessions == "ok" && !stopping;
     let body = serde_json::json!({
-        "status": if ok { "ready" } else { "not ready" },
+        "status": if stopping { "stopping" } else if ok { "ready" } else { "not ready" },
         "database": db,
         "sessions": sessions,
         "connections": providers,

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use crate::oidc_flow::oidc_login_until_callback;
+
 pub const CONNECTION: &str = "test";
 pub const CLIENT_ID: &str = "jitbridge-test";
 pub const CLIENT_SECRET: &str = "jitbridge-test-secret-0123456789";
@@ -54,17 +56,7 @@ impl TestDb {
     pub fn new() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         if uses_postgres() {
-            let name = format!("jbtest_{id}");
-            let mut admin = diesel::PgConnection::establish(&format!("{}/test", pg_base()))
-                .expect("PostgreSQL is reachable (JB_TEST_PG)");
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .unwrap();
-            Self {
-                url: format!("{}/{name}", pg_base()),
-                pg_name: Some(name),
-                sqlite_path: None,
-            }
+            Self::postgres()
         } else {
             let path = std::env::temp_dir().join(format!("jbtest_{id}.db"));
             Self {
@@ -72,6 +64,23 @@ impl TestDb {
                 pg_name: None,
                 sqlite_path: Some(path),
             }
+        }
+    }
+}
+
+impl TestDb {
+    /// A fresh PostgreSQL database on the shared server, whatever `JB_TEST_DB` says.
+    pub fn postgres() -> Self {
+        let name = format!("jbtest_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = diesel::PgConnection::establish(&format!("{}/test", pg_base()))
+            .expect("PostgreSQL is reachable (JB_TEST_PG)");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap();
+        Self {
+            url: format!("{}/{name}", pg_base()),
+            pg_name: Some(name),
+            sqlite_path: None,
         }
     }
 }
@@ -399,36 +408,7 @@ impl TestApp {
         user: &str,
         rd: &str,
     ) -> String {
-        let r = browser
-            .get(&format!(
-                "{}/login?connection={connection}&rd={}",
-                self.base,
-                urlencode(rd)
-            ))
-            .await;
-        assert_eq!(r.status(), 302, "/login should redirect to the IdP");
-        let authorize = location(&r);
-        assert!(authorize.starts_with(&self.op.issuer), "{authorize}");
-        let r = browser.get(&authorize).await;
-        assert_eq!(r.status(), 303);
-        let interaction = absolute(&self.op.issuer, &location(&r));
-        let r = browser
-            .http
-            .post(format!("{interaction}/login"))
-            .form(&[("login", user), ("password", "x")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303, "the IdP accepts the login of {user}");
-        let resume = absolute(&self.op.issuer, &location(&r));
-        let r = browser.get(&resume).await;
-        assert_eq!(r.status(), 303);
-        let callback = location(&r);
-        assert!(
-            callback.starts_with(&format!("{}/callback/", self.base)),
-            "{callback}"
-        );
-        callback
+        oidc_login_until_callback(browser, &self.base, &self.op.issuer, connection, user, rd).await
     }
 
     /// A whole login; returns the callback's response.

@@ -7,8 +7,6 @@ use diesel::prelude::*;
 use jitbridge::db::schema::accounts;
 use jitbridge::sweeper::SweepOutcome;
 
-
-
 /// The account's status, or None once it is purged (deleted or anonymized).
 async fn status_or_purged(app: &TestApp, username: &'static str) -> Option<String> {
     app.db(move |c| {

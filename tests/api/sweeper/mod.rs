@@ -2,7 +2,7 @@
 
 mod fault_proxy;
 mod gates;
-mod ldap;
+pub(crate) mod ldap;
 mod ldap_listing;
 mod races;
 mod safety;

@@ -46,7 +46,6 @@ fn listing(active: &[&str], hook: Hook) -> During {
     }
 }
 
-
 async fn app(extra: &str) -> TestApp {
     let policy = format!("grace_sweeps = 1\nmax_disable_fraction = 1.0\n{extra}");
     let app = spawn_app_with(Options {

@@ -17,8 +17,6 @@ impl DirectorySource for Slow {
     }
 }
 
-
-
 const TEN: &[&str] = &["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"];
 
 #[tokio::test(flavor = "multi_thread")]
