@@ -43,6 +43,12 @@ impl DisabledBy {
         }
     }
 
+    /// Who disabled an account whose row says `status` and `disabled_by`: `None` while it is
+    /// active; a missing or unknown value reads as `Admin`, the kind no automation undoes.
+    pub fn of_row(status: &str, disabled_by: Option<&str>) -> Option<Self> {
+        (status != STATUS_ACTIVE).then(|| Self::parse(disabled_by.unwrap_or("admin")))
+    }
+
     /// The stored value; an unknown one reads as `Admin`, the kind no automation undoes.
     pub fn parse(s: &str) -> Self {
         match s {
@@ -103,8 +109,7 @@ pub fn read(c: &mut DbConnection, account_id: &str) -> Result<Option<Seen>, DbEr
         .optional()?;
     Ok(row.map(|(status, by, version)| Seen {
         active: status == STATUS_ACTIVE,
-        disabled_by: (status != STATUS_ACTIVE)
-            .then(|| DisabledBy::parse(by.as_deref().unwrap_or("admin"))),
+        disabled_by: DisabledBy::of_row(&status, by.as_deref()),
         version,
     }))
 }

@@ -142,8 +142,7 @@ pub fn load_locals(
                 // retention cannot purge it at once.
                 let since = disabled_at.map_or(to_unix(now()), to_unix);
                 let active = status == STATUS_ACTIVE;
-                let disabled_by =
-                    (!active).then(|| DisabledBy::parse(by.as_deref().unwrap_or("admin")));
+                let disabled_by = DisabledBy::of_row(&status, by.as_deref());
                 let status = match disabled_by {
                     None => LocalStatus::Active,
                     // Typed, never read from the reason: an admin's reason text cannot make

@@ -274,6 +274,23 @@ impl Drop for Nginx {
     }
 }
 
+/// Three replicas on a fresh PostgreSQL database and the shared Redis, with one OIDC
+/// connection to a fresh oidc-provider. Keep all three alive for the test.
+pub async fn oidc_cluster() -> (crate::helpers::TestDb, Cluster, crate::helpers::Op) {
+    use crate::helpers::{Op, TestDb, default_accounts, redis_url};
+    let db = TestDb::postgres();
+    let mut c = Cluster::new(3).await;
+    let op = Op::start(&c.base, &default_accounts(), &serde_json::json!({}));
+    let rest = oidc_connection(&op.issuer);
+    c.start(&Setup {
+        db: &db.url,
+        redis: &redis_url(),
+        rest: &rest,
+    })
+    .await;
+    (db, c, op)
+}
+
 /// What the replicas share: the database, Redis and the `[[connection]]` tables.
 pub struct Setup<'a> {
     pub db: &'a str,

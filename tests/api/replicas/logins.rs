@@ -1,11 +1,10 @@
 //! Logins that start on one replica and finish on another, and a disable that every replica
 //! refuses at once.
 
-use super::cluster::{Cluster, Setup, oidc_connection};
+use super::cluster::{Cluster, Setup, oidc_cluster};
 use super::skip;
 use crate::helpers::*;
 use crate::saml::{self, Idp, IdpOptions, KeyPair};
-use serde_json::json;
 
 /// nginx's record of which replica served the first request whose path starts with `path`
 /// (nginx writes the line after the response has gone out, so it may come a moment later).
@@ -38,16 +37,7 @@ async fn an_oidc_login_started_on_one_replica_finishes_on_another() {
     if skip() {
         return;
     }
-    let db = TestDb::postgres();
-    let mut c = Cluster::new(3).await;
-    let op = Op::start(&c.base, &default_accounts(), &json!({}));
-    let rest = oidc_connection(&op.issuer);
-    c.start(&Setup {
-        db: &db.url,
-        redis: &redis_url(),
-        rest: &rest,
-    })
-    .await;
+    let (_db, c, op) = oidc_cluster().await;
     let browser = Browser::new();
     let cb =
         oidc_login_until_callback(&browser, &c.base, &op.issuer, CONNECTION, "alice", "/w").await;
@@ -150,16 +140,7 @@ async fn a_disable_from_the_cli_is_refused_by_every_replica_at_its_next_verify()
     if skip() {
         return;
     }
-    let db = TestDb::postgres();
-    let mut c = Cluster::new(3).await;
-    let op = Op::start(&c.base, &default_accounts(), &json!({}));
-    let rest = oidc_connection(&op.issuer);
-    c.start(&Setup {
-        db: &db.url,
-        redis: &redis_url(),
-        rest: &rest,
-    })
-    .await;
+    let (_db, c, op) = oidc_cluster().await;
     let (alice, bob) = (Browser::new(), Browser::new());
     for (b, who) in [(&alice, "alice"), (&bob, "bob")] {
         let cb = oidc_login_until_callback(b, &c.base, &op.issuer, CONNECTION, who, "/w").await;

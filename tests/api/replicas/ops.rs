@@ -1,7 +1,7 @@
 //! Operating three replicas: one sweeper across them, a rolling restart under load, and a
 //! simultaneous first start on an empty database.
 
-use super::cluster::{Cluster, Setup, oidc_connection};
+use super::cluster::{Cluster, Setup, oidc_cluster, oidc_connection};
 use super::skip;
 use crate::helpers::*;
 use crate::sweeper::ldap::{Slapd, ldap_directory};
@@ -78,16 +78,7 @@ async fn a_rolling_restart_under_verify_load_through_nginx_loses_no_request() {
     if skip() {
         return;
     }
-    let db = TestDb::postgres();
-    let mut c = Cluster::new(3).await;
-    let op = Op::start(&c.base, &default_accounts(), &json!({}));
-    let rest = oidc_connection(&op.issuer);
-    c.start(&Setup {
-        db: &db.url,
-        redis: &redis_url(),
-        rest: &rest,
-    })
-    .await;
+    let (_db, mut c, op) = oidc_cluster().await;
     let browser = Browser::new();
     let cb =
         oidc_login_until_callback(&browser, &c.base, &op.issuer, CONNECTION, "alice", "/w").await;
