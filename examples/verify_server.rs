@@ -3,7 +3,8 @@
 //! header on stdout, then serves. Usage: verify_server PORT memory|redis
 use jitbridge::config::Config;
 use jitbridge::provisioning::AccountSnapshot;
-use jitbridge::session::{SessionRecord, unix_now};
+use jitbridge::session::snapshot::Role;
+use jitbridge::session::{AccountState, SessionRecord, unix_now};
 use jitbridge::web::Application;
 use std::io::Write;
 
@@ -39,6 +40,23 @@ async fn main() -> anyhow::Result<()> {
         created_at: unix_now(),
         expires_at: unix_now() + 3600,
     };
+    // The account snapshot every check reads beside the session, as a login writes it.
+    let role = |name: &str| Role {
+        name: name.into(),
+        until: None,
+    };
+    state
+        .sessions
+        .put_account(&AccountState {
+            id: "bench-account".into(),
+            revision: 1,
+            active: true,
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: Some("Alice Liddell".into()),
+            roles: vec![role("admin"), role("staff")],
+        })
+        .await?;
     let id = state.sessions.create(record).await?;
     println!("Cookie: {cookie}={}", id.as_str());
     std::io::stdout().flush()?;

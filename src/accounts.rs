@@ -3,7 +3,9 @@
 use crate::db::models::Account;
 use crate::db::schema::accounts;
 use crate::db::{DbConnection, DbError};
+use crate::lifecycle::roles::{self, RoleChange, RoleOutcome};
 use crate::lifecycle::{self, Applied, DisabledBy, Origin, Transition};
+use crate::session::AccountState;
 use diesel::prelude::*;
 use serde_json::json;
 
@@ -15,6 +17,8 @@ pub enum AccountError {
         "the account {0:?} was changed by someone else at the same time; nothing was written, try again"
     )]
     Concurrent(String),
+    #[error("{0}")]
+    Role(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -80,5 +84,35 @@ pub fn set_disabled(
             Applied::Skipped { .. } => return Err(AccountError::Concurrent(username.into())),
         }
         find_by_username(c, username)?.ok_or_else(|| AccountError::NotFound(username.into()))
+    })
+}
+
+/// An administrator grants or removes a role, through the apply path; returns the account's
+/// snapshot after the change (for the session store).
+pub fn change_role(
+    conn: &mut DbConnection,
+    username: &str,
+    change: RoleChange<'_>,
+    actor: &str,
+) -> Result<AccountState, AccountError> {
+    conn.write_transaction(|c| {
+        let acc = find_by_username(c, username)?
+            .ok_or_else(|| AccountError::NotFound(username.into()))?;
+        let origin = Origin {
+            actor,
+            connection: None,
+        };
+        match roles::change_role(c, &acc.id, change, origin)? {
+            RoleOutcome::Done(state) => Ok(state),
+            RoleOutcome::NoSuchAccount => Err(AccountError::NotFound(username.into())),
+            RoleOutcome::FromClaims => Err(AccountError::Role(format!(
+                "{username} holds this role from the identity provider's claims, not from an \
+                 administrator's grant; change the connection's mapping (it is recomputed at \
+                 every login)"
+            ))),
+            RoleOutcome::NotHeld => Err(AccountError::Role(format!(
+                "{username} holds no administrator's grant of this role; nothing was changed"
+            ))),
+        }
     })
 }

@@ -47,6 +47,9 @@ pub enum Command {
         /// Go past the mass-disable safety gate (an empty listing still changes nothing).
         #[arg(long)]
         force: bool,
+        /// Go past the purge cap (purging is irreversible: --force alone never passes it).
+        #[arg(long)]
+        force_purge: bool,
     },
     /// Inspect and manage local accounts.
     #[command(subcommand)]
@@ -72,4 +75,25 @@ pub enum AccountsCommand {
     },
     /// Enable a disabled account again.
     Enable { username: String },
+    /// Grant a role, for good or, with --for, until then (a temporary grant); live sessions
+    /// hold it at their next check.
+    Grant {
+        username: String,
+        role: String,
+        /// How long the grant lasts (e.g. 2h, 30m, 7days); without it, until removed.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "granted by an administrator")]
+        reason: String,
+    },
+    /// Remove an administrator's grant of a role (permanent and temporary); live sessions lose
+    /// it at their next check. Roles from the IdP's claims are changed by the mapping instead.
+    RemoveRole {
+        username: String,
+        role: String,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "removed by an administrator")]
+        reason: String,
+    },
 }

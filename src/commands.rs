@@ -4,6 +4,8 @@ use crate::cli::{AccountsCommand, Cli, Command};
 use crate::config::{Config, SessionStoreKind};
 use crate::db::Db;
 use crate::directory::Directory;
+use crate::lifecycle::roles::RoleChange;
+use crate::mapping::RoleName;
 use crate::session::{SessionStore, Timeouts};
 use crate::sweeper::{self, SweepOptions, SweepOutcome};
 use crate::{accounts, audit, demo, web};
@@ -56,10 +58,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             connection,
             dry_run,
             force,
+            force_purge,
         } => runtime()?.block_on(sweep_cmd(
             config,
             connection,
-            SweepOptions { dry_run, force },
+            SweepOptions {
+                dry_run,
+                force,
+                force_purge,
+            },
         )),
         Command::Audit { limit } => {
             let db = open_db(&config)?;
@@ -161,6 +168,39 @@ fn print_report(r: &sweeper::SweepReport) {
 
 /// The session store an admin command can reach directly: Redis, shared with the servers. With
 /// in-process sessions, the servers learn of revocations from the revocation log instead.
+/// Delivers a committed change's account snapshot to Redis now; with in-process sessions the
+/// running servers apply it from the log within a second. The change is committed: a failure
+/// here gets its own exit code and says what was done.
+async fn deliver_snapshot(
+    config: &Config,
+    state: &crate::session::AccountState,
+    username: &str,
+) -> anyhow::Result<ExitCode> {
+    let delivered = match session_store_for_admin(config).await {
+        Ok(Some(store)) => store
+            .put_account(state)
+            .await
+            .map(|_| true)
+            .map_err(Into::into),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e),
+    };
+    match delivered {
+        Ok(true) => println!("live sessions of {username} hold it at their next check"),
+        Ok(false) => {
+            println!("running servers apply it to live sessions within a second (revocation log)")
+        }
+        Err(e) => {
+            eprintln!(
+                "error: the change to {username} is committed, but could not be written to Redis \
+                 now (servers following the revocation log still apply it): {e:#}"
+            );
+            return Ok(ExitCode::from(EXIT_SESSIONS_NOT_REVOKED));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn session_store_for_admin(config: &Config) -> anyhow::Result<Option<SessionStore>> {
     if config.sessions.store != SessionStoreKind::Redis {
         return Ok(None);
@@ -273,6 +313,49 @@ async fn accounts_change(
         AccountsCommand::Enable { username } => {
             let acc = accounts::set_disabled(&mut *db.get()?, &username, None, &actor)?;
             println!("enabled {}", acc.username);
+        }
+        AccountsCommand::Grant {
+            username,
+            role,
+            duration,
+            reason,
+        } => {
+            let role = RoleName::parse(&role)
+                .map_err(|why| anyhow::anyhow!("the role name {role:?} {why}"))?;
+            let until = duration
+                .map(|d| -> anyhow::Result<_> {
+                    let d = time::Duration::try_from(d).context("--for is too long")?;
+                    crate::db::now().checked_add(d).context("--for is too long")
+                })
+                .transpose()?;
+            let change = RoleChange::Grant {
+                role: &role,
+                until,
+                reason: &reason,
+            };
+            let state = accounts::change_role(&mut *db.get()?, &username, change, &actor)?;
+            match until {
+                Some(until) => {
+                    println!("granted {} to {username} until {until} UTC", role.as_str())
+                }
+                None => println!("granted {} to {username}", role.as_str()),
+            }
+            return deliver_snapshot(config, &state, &username).await;
+        }
+        AccountsCommand::RemoveRole {
+            username,
+            role,
+            reason,
+        } => {
+            let role = RoleName::parse(&role)
+                .map_err(|why| anyhow::anyhow!("the role name {role:?} {why}"))?;
+            let change = RoleChange::Remove {
+                role: &role,
+                reason: &reason,
+            };
+            let state = accounts::change_role(&mut *db.get()?, &username, change, &actor)?;
+            println!("removed {} from {username}", role.as_str());
+            return deliver_snapshot(config, &state, &username).await;
         }
     }
     Ok(ExitCode::SUCCESS)

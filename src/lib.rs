@@ -1,6 +1,6 @@
-//! jitbridge: an SSO bridge. OIDC (and soon SAML) relying party that provisions local accounts
-//! just in time at login, keeps sessions that applications trust through forward-auth, and
-//! (soon) deprovisions accounts that are gone from the IdP's directory.
+//! jitbridge: an SSO bridge. OIDC and SAML relying party that provisions local accounts just in
+//! time at login, keeps sessions that applications trust through forward-auth, and deprovisions
+//! accounts that are gone from the IdP's directory.
 
 pub mod accounts;
 pub mod audit;
@@ -30,4 +30,35 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         .timeout(std::time::Duration::from_secs(15))
         .user_agent(concat!("jitbridge/", env!("CARGO_PKG_VERSION")))
         .build()?)
+}
+
+/// A peer's answer body was larger than we read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the answer was cut")]
+    Cut(#[source] reqwest::Error),
+}
+
+impl BodyError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Cut(e) if e.is_timeout())
+    }
+}
+
+/// Reads a response body of at most `limit` bytes, refusing a larger one as soon as it is
+/// announced or received (a broken or hostile peer must not make us buffer without bound).
+pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Cut)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -27,6 +27,9 @@ pub struct Account {
     pub version: i64,
     /// `directory`, `admin` or `idp` while disabled.
     pub disabled_by: Option<String>,
+    /// The snapshot revision (see `session::snapshot`): bumped by every write that changes
+    /// what a session shows or allows.
+    pub revision: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

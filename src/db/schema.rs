@@ -15,6 +15,7 @@ diesel::table! {
         disabled_at -> Nullable<Timestamp>,
         version -> BigInt,
         disabled_by -> Nullable<Text>,
+        revision -> BigInt,
     }
 }
 
@@ -98,5 +99,6 @@ diesel::table! {
         account_id -> Text,
         at -> Timestamp,
         epoch -> BigInt,
+        revoke -> Bool,
     }
 }

@@ -16,6 +16,10 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
+/// The largest page of a listing we read: a page of a few hundred users with their groups is
+/// a few megabytes; a service answering more is broken (or hostile) and the listing is refused.
+const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
+
 pub struct ScimSource {
     cfg: ScimConfig,
     http: reqwest::Client,
@@ -127,13 +131,16 @@ impl super::DirectorySource for ScimSource {
                 "the SCIM service answered {status}"
             )));
         }
-        let body = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                DirectoryError::Timeout
-            } else {
-                DirectoryError::Incomplete(format!("the response was cut: {e}"))
-            }
-        })?;
+        let body = crate::read_capped(resp, MAX_PAGE_BYTES)
+            .await
+            .map_err(|e| match e {
+                e if e.is_timeout() => DirectoryError::Timeout,
+                crate::BodyError::TooLarge { limit } => DirectoryError::Protocol(format!(
+                    "a page of the listing is larger than {limit} bytes (ask for fewer \
+                     resources per page: lower the directory's page size)"
+                )),
+                e => DirectoryError::Incomplete(format!("the response was cut: {e:#}")),
+            })?;
         let list: ListResponse = serde_json::from_slice(&body)
             .map_err(|e| DirectoryError::Protocol(format!("not a SCIM ListResponse: {e}")))?;
         self.check_page(&list)?;

@@ -153,6 +153,8 @@ fn max_age(header: Option<&str>) -> Option<u64> {
         .find_map(|v| v.trim_matches('"').parse().ok())
 }
 
+/// A key set is a few kilobytes; a megabyte is far beyond any real one.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
 impl OidcProvider {
@@ -220,15 +222,9 @@ impl OidcProvider {
         .map(Duration::from_secs)
         .unwrap_or(self.cfg.jwks_refresh_interval)
         .clamp(MIN_KEY_REFRESH, MAX_KEY_REFRESH);
-        let bytes = resp
-            .bytes()
+        let bytes = crate::read_capped(resp, MAX_JWKS_BYTES)
             .await
             .map_err(|e| AdapterError::Unavailable(format!("JWKS fetch failed: {e}")))?;
-        if bytes.len() > 1024 * 1024 {
-            return Err(AdapterError::Unavailable(
-                "the JWKS is larger than 1 MiB".into(),
-            ));
-        }
         let for_id_tokens: CoreJsonWebKeySet = serde_json::from_slice(&bytes)
             .map_err(|e| AdapterError::Unavailable(format!("the JWKS is unreadable: {e}")))?;
         let for_logout: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&bytes)
@@ -588,7 +584,7 @@ impl OidcProvider {
             Some(set) if has_key(&set) => set,
             Some(set) if !self.may_refetch_jwks() => set,
             _ => {
-                let set: jsonwebtoken::jwk::JwkSet = self
+                let resp = self
                     .http
                     .get(d.metadata.jwks_uri().url().clone())
                     .send()
@@ -596,10 +592,12 @@ impl OidcProvider {
                     .and_then(|r| r.error_for_status())
                     .map_err(|e| {
                         LogoutTokenError::Invalid(format!("cannot fetch the provider's keys: {e}"))
-                    })?
-                    .json()
+                    })?;
+                let set: jsonwebtoken::jwk::JwkSet = crate::read_capped(resp, MAX_JWKS_BYTES)
                     .await
-                    .map_err(|_| {
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .ok_or_else(|| {
                         LogoutTokenError::Invalid("the provider's JWKS is unreadable".into())
                     })?;
                 let set = Arc::new(set);

@@ -18,6 +18,7 @@ use crate::config::PurgeMode;
 use crate::db::models::{STATUS_ACTIVE, STATUS_DISABLED};
 use crate::db::schema::{account_roles, accounts, identities};
 use crate::db::{DbConnection, DbError, now};
+use crate::session::revocations::Queued;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 use time::PrimitiveDateTime;
@@ -154,6 +155,7 @@ pub fn transition(
                     accounts::disabled_reason.eq(Some(reason)),
                     accounts::disabled_at.eq(Some(at)),
                     accounts::version.eq(version),
+                    accounts::revision.eq(accounts::revision + 1),
                     accounts::updated_at.eq(at),
                 ))
                 .execute(c)?,
@@ -164,6 +166,7 @@ pub fn transition(
                     accounts::disabled_reason.eq(None::<&str>),
                     accounts::disabled_at.eq(None::<PrimitiveDateTime>),
                     accounts::version.eq(version),
+                    accounts::revision.eq(accounts::revision + 1),
                     accounts::updated_at.eq(at),
                 ))
                 .execute(c)?,
@@ -183,6 +186,7 @@ pub fn transition(
                         accounts::attributes.eq("{}"),
                         accounts::disabled_reason.eq("purged after the retention period"),
                         accounts::version.eq(version),
+                        accounts::revision.eq(accounts::revision + 1),
                         accounts::updated_at.eq(at),
                     ))
                     .execute(c)?;
@@ -231,9 +235,11 @@ pub fn transition(
         m.insert("by".into(), json!(by.as_str()));
     }
     audit::record(c, event.details(details))?;
-    if matches!(t, Transition::Disable { .. } | Transition::Purge { .. }) {
-        crate::session::revocations::queue(c, account_id, version)?;
-    }
+    let queued = match t {
+        Transition::Disable { .. } | Transition::Purge { .. } => Queued::Revoke { epoch: version },
+        Transition::Enable => Queued::Snapshot,
+    };
+    crate::session::revocations::queue(c, account_id, queued)?;
     Ok(Applied::Done { version })
 }
 
@@ -247,6 +253,8 @@ fn describe(s: Option<&Seen>) -> Value {
         }),
     }
 }
+
+pub mod roles;
 
 #[cfg(test)]
 mod tests;

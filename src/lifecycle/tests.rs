@@ -24,6 +24,7 @@ fn db() -> (Db, tempfile_path::Path) {
             disabled_at: None,
             version: 0,
             disabled_by: None,
+            revision: 0,
         })
         .execute(&mut *db.get().unwrap())
         .unwrap();

@@ -42,6 +42,9 @@ pub struct AccountSnapshot {
 #[derive(Debug, Clone)]
 pub struct Provisioned {
     pub account: AccountSnapshot,
+    /// The account's snapshot after this login, for the session store (see
+    /// `session::snapshot`): delivered after the commit, before the session is created.
+    pub state: crate::session::AccountState,
     pub created: bool,
     pub changed_fields: Vec<&'static str>,
     pub roles_added: Vec<String>,
@@ -178,6 +181,9 @@ fn provision_once(
                 accounts::attributes.eq(&attributes),
                 accounts::updated_at.eq(updated_at),
                 accounts::last_login_at.eq(Some(at)),
+                // Claim roles are recomputed below: the snapshot this login delivers must
+                // replace any older one, and lose to any later change.
+                accounts::revision.eq(accounts::revision + 1),
             ))
             .execute(c)?;
             if written != 1 {
@@ -218,6 +224,7 @@ fn provision_once(
                 disabled_at: None,
                 version: 0,
                 disabled_by: None,
+                revision: 0,
             };
             diesel::insert_into(accounts::table)
                 .values(&acc)
@@ -240,6 +247,9 @@ fn provision_once(
 
     let (roles_added, roles_removed) = replace_claim_roles(c, &account.id, &profile.roles, at)?;
     let roles = effective_roles(c, &account.id, at)?;
+    // Read under the row lock, with everything this transaction wrote.
+    let state =
+        crate::session::snapshot::load(c, &account.id)?.ok_or(ProvisionError::AccountGone)?;
 
     let details = json!({
         "subject": key.subject,
@@ -286,6 +296,7 @@ fn provision_once(
             roles,
             version: account.version,
         },
+        state,
         created,
         changed_fields,
         roles_added,

@@ -3,7 +3,7 @@
 //! Reads take a shared lock and touch the idle timer through an atomic, so concurrent
 //! forward-auth checks never wait on each other.
 
-use super::{PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
+use super::{AccountState, PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -30,6 +30,8 @@ struct Inner {
     /// Account -> (the lowest lifecycle version a session may have, unix seconds until which
     /// this is remembered: the absolute timeout, after which no older session can be alive).
     epochs: HashMap<String, (i64, i64)>,
+    /// Account -> (its snapshot, unix seconds until which it is kept: the absolute timeout).
+    accounts: HashMap<String, (AccountState, i64)>,
 }
 
 pub struct MemoryStore {
@@ -90,15 +92,18 @@ impl MemoryStore {
         &self,
         key: &str,
         now: i64,
-    ) -> Result<Option<SessionRecord>, SessionError> {
-        let (entry, min_epoch) = {
+    ) -> Result<Option<(SessionRecord, Option<AccountState>)>, SessionError> {
+        let (entry, min_epoch, state) = {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
             let entry = inner.sessions.get(key).cloned();
-            let min = entry
-                .as_ref()
-                .and_then(|e| inner.epochs.get(&e.record.account.id))
+            let account = entry.as_ref().map(|e| &e.record.account.id);
+            let min = account
+                .and_then(|a| inner.epochs.get(a))
                 .map(|(min, _)| *min);
-            (entry, min)
+            let state = account
+                .and_then(|a| inner.accounts.get(a))
+                .map(|(s, _)| s.clone());
+            (entry, min, state)
         };
         let Some(entry) = entry else { return Ok(None) };
         let ms = now_ms();
@@ -108,7 +113,23 @@ impl MemoryStore {
             return Ok(None);
         }
         entry.last_seen_ms.store(ms, Ordering::Relaxed);
-        Ok(Some(entry.record.clone()))
+        Ok(Some((entry.record.clone(), state)))
+    }
+
+    pub(super) async fn put_account(&self, state: &AccountState) -> Result<bool, SessionError> {
+        let now = unix_now();
+        let until = now + self.timeouts.absolute.as_secs() as i64;
+        // Expired snapshots are dropped by `purge_expired`, with the sessions.
+        let mut inner = self.write();
+        match inner.accounts.get(&state.id) {
+            Some((held, _)) if held.revision > state.revision => Ok(false),
+            _ => {
+                inner
+                    .accounts
+                    .insert(state.id.clone(), (state.clone(), until));
+                Ok(true)
+            }
+        }
     }
 
     fn remove(&self, key: &str) {
@@ -222,6 +243,7 @@ impl MemoryStore {
         let before = inner.logins.len() + inner.seen_once.len();
         inner.logins.retain(|_, (_, exp)| *exp > now);
         inner.seen_once.retain(|_, until| *until > now);
+        inner.accounts.retain(|_, (_, until)| *until > now);
         expired.len() + before - inner.logins.len() - inner.seen_once.len()
     }
 }

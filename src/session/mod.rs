@@ -9,9 +9,11 @@
 mod memory;
 mod redis_store;
 pub mod revocations;
+pub mod snapshot;
 
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
+pub use snapshot::AccountState;
 
 use crate::idp::saml::logout::NameId;
 use crate::provisioning::AccountSnapshot;
@@ -230,9 +232,29 @@ impl SessionStore {
         Ok(id)
     }
 
-    /// The live session for this id, refreshing its idle timer; `None` when unknown or expired.
+    /// The live session for this id, refreshing its idle timer; `None` when unknown, expired,
+    /// older than its account's epoch, or of an account whose snapshot says it is disabled.
+    /// The session's account copy is brought up to date from the account's snapshot (read in
+    /// the same round trip): its identity and the roles that count now.
     pub async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, SessionError> {
-        dispatch!(self, s => s.get(&id.store_key(), unix_now()).await)
+        let now = unix_now();
+        let Some((mut record, state)) = dispatch!(self, s => s.get(&id.store_key(), now).await)?
+        else {
+            return Ok(None);
+        };
+        if let Some(state) = state {
+            if !state.active || state.id != record.account.id {
+                return Ok(None);
+            }
+            state.apply_to(&mut record.account, now);
+        }
+        Ok(Some(record))
+    }
+
+    /// Stores the account's snapshot unless the store holds a newer one (a higher revision);
+    /// returns whether it was stored. Kept for as long as a session can live.
+    pub async fn put_account(&self, state: &AccountState) -> Result<bool, SessionError> {
+        dispatch!(self, s => s.put_account(state).await)
     }
 
     pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {

@@ -8,8 +8,10 @@
 //! - `i:<sha256(connection, sid)>` set of session keys of one IdP session (back-channel logout)
 //! - `e:<account id>`  the account's epoch: sessions made at an older lifecycle version are
 //!   refused (kept for the absolute timeout)
+//! - `k:<account id>`  the account's snapshot, `<revision> <json>` (see `session::snapshot`),
+//!   kept for the absolute timeout; replaced only by a snapshot of a revision at least as high
 
-use super::{PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
+use super::{AccountState, PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -121,25 +123,44 @@ impl RedisStore {
         &self,
         key: &str,
         now: i64,
-    ) -> Result<Option<SessionRecord>, SessionError> {
+    ) -> Result<Option<(SessionRecord, Option<AccountState>)>, SessionError> {
         let mut conn = self.conn.clone();
-        // One round trip: the record and its account's epoch, read together (a script runs
-        // atomically); the idle expiry is pushed forward only for a session that is still good.
-        let raw: Option<String> = get_script()
+        // One round trip: the record, its account's epoch and snapshot, read together (a
+        // script runs atomically). The script only finds the account id; the checks are here.
+        let found: Option<(String, String, String)> = get_script()
             .key(self.key("s", key))
             .arg(self.key("e", ""))
+            .arg(self.key("k", ""))
             .arg(self.timeouts.idle.as_secs().max(1))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let Some(raw) = raw else { return Ok(None) };
+        let Some((raw, epoch, state)) = found else {
+            return Ok(None);
+        };
         let record: SessionRecord =
             serde_json::from_str(&raw).map_err(|_| SessionError::Corrupt)?;
-        if now >= record.expires_at {
+        let outdated = epoch
+            .parse::<i64>()
+            .is_ok_and(|min| record.account.version < min);
+        if outdated || now >= record.expires_at {
             self.delete(key).await?;
             return Ok(None);
         }
-        Ok(Some(record))
+        Ok(Some((record, AccountState::decode(&state))))
+    }
+
+    pub(super) async fn put_account(&self, state: &AccountState) -> Result<bool, SessionError> {
+        let mut conn = self.conn.clone();
+        let stored: i64 = put_account_script()
+            .key(self.key("k", &state.id))
+            .arg(state.revision)
+            .arg(state.encode())
+            .arg(self.timeouts.absolute.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(stored == 1)
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), SessionError> {
@@ -293,27 +314,48 @@ if redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
 return ended
 ";
 
-/// KEYS[1]: a session record. ARGV[1]: the prefix of account epochs; ARGV[2]: the idle timeout.
-/// Returns the record when its account's epoch (if any) does not exceed the session's, and
-/// pushes its idle expiry forward; deletes it and returns nil otherwise. A record it cannot
-/// read is no session.
-const GET_LUA: &str = r"
+/// KEYS[1]: a session record. ARGV[1]: the prefix of account epochs, ARGV[2] of account
+/// snapshots; ARGV[3]: the idle timeout. Returns the record with its account's epoch and
+/// snapshot (empty strings when there are none) and pushes the record's idle expiry forward;
+/// nil when there is no record or it names no account. The account id is found with a pattern
+/// on the start of the record, which serde writes as `{"account":{"id":"...`; JSON is decoded
+/// here only for a record that does not start that way. Whoever reads the answer checks the
+/// epoch and the snapshot (a refused session is deleted then).
+const GET_LUA: &str = r#"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return nil end
-local ok, d = pcall(cjson.decode, raw)
-if not (ok and type(d) == 'table' and type(d.account) == 'table'
-    and type(d.account.id) == 'string') then
-  -- Unreadable: no epoch can be checked, so it is no session (never served unchecked).
-  return nil
+local id = string.match(raw, '^{"account":{"id":"([^"\\]+)"')
+if not id then
+  local ok, d = pcall(cjson.decode, raw)
+  if not (ok and type(d) == 'table' and type(d.account) == 'table'
+      and type(d.account.id) == 'string') then
+    -- Unreadable: no epoch can be checked, so it is no session (never served unchecked).
+    return nil
+  end
+  id = d.account.id
 end
-local min = tonumber(redis.call('GET', ARGV[1] .. d.account.id))
-if min and (tonumber(d.account.version) or 0) < min then
-  redis.call('DEL', KEYS[1])
-  return nil
+local found = redis.call('MGET', ARGV[1] .. id, ARGV[2] .. id)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {raw, found[1] or '', found[2] or ''}
+"#;
+
+/// KEYS[1]: an account snapshot. ARGV[1]: the new snapshot's revision, ARGV[2] its stored
+/// form (which starts with the revision), ARGV[3] how long to keep it. Stores it unless the
+/// key holds a higher revision; returns 1 when stored, 0 when not.
+const PUT_ACCOUNT_LUA: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  local revision = tonumber(string.match(held, '^(-?%d+) '))
+  if revision and revision > tonumber(ARGV[1]) then return 0 end
 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return raw
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
 ";
+
+fn put_account_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(PUT_ACCOUNT_LUA))
+}
 
 fn get_script() -> &'static redis::Script {
     static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();

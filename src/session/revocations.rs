@@ -1,5 +1,11 @@
-//! The revocation log: "end every session of this account", written in the same transaction as
-//! the change that requires it (a disable, a purge), and followed by every serving process.
+//! The revocation log, an outbox of account changes: written in the same transaction as the
+//! change (a disable, a purge, an enable, a grant or its removal), and followed by every serving
+//! process, which delivers the account's snapshot to its session store (see
+//! `session::snapshot`) and, for a disable or a purge, ends the sessions made before it.
+//!
+//! Whoever commits a change delivers it directly as well (to Redis, where every replica sees it
+//! at once); the log is what makes delivery certain: a process that dies between its commit and
+//! its delivery, or in-process sessions in another process, are reached by the followers.
 //!
 //! With Redis sessions, whoever disables an account also revokes in Redis directly and every
 //! replica sees it at once. With in-process sessions, the process that holds them may not be the
@@ -25,14 +31,28 @@ const POLL: Duration = Duration::from_secs(1);
 /// Rows per query; a poll pages through the window in id order.
 const PAGE: i64 = 1000;
 
-/// Queues the end of an account's sessions for every process: every session made before the
-/// account reached lifecycle version `epoch` (see `session::SessionStore::revoke_account`).
-pub fn queue(c: &mut DbConnection, account_id: &str, epoch: i64) -> Result<(), DbError> {
+/// What an entry asks every process to do, besides delivering the account's snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// End every session made before the account reached lifecycle version `epoch` (see
+    /// `session::SessionStore::revoke_account`): a disable or a purge.
+    Revoke { epoch: i64 },
+    /// Nothing more: the account's identity, roles or status changed (an enable, a grant).
+    Snapshot,
+}
+
+/// Queues an account change for every process (see the module documentation).
+pub fn queue(c: &mut DbConnection, account_id: &str, what: Queued) -> Result<(), DbError> {
+    let (epoch, revoke) = match what {
+        Queued::Revoke { epoch } => (epoch, true),
+        Queued::Snapshot => (0, false),
+    };
     diesel::insert_into(session_revocations::table)
         .values((
             session_revocations::account_id.eq(account_id),
             session_revocations::at.eq(crate::db::now()),
             session_revocations::epoch.eq(epoch),
+            session_revocations::revoke.eq(revoke),
         ))
         .execute(c)?;
     Ok(())
@@ -41,7 +61,7 @@ pub fn queue(c: &mut DbConnection, account_id: &str, epoch: i64) -> Result<(), D
 /// What one poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PollOutcome {
-    /// Entries newly applied (their sessions revoked).
+    /// Entries newly applied (their snapshots delivered, their sessions revoked).
     pub applied: usize,
     /// Sessions those entries ended.
     pub sessions: usize,
@@ -95,21 +115,40 @@ impl Follower {
     ) -> Result<PollOutcome, FollowError> {
         let (since, max_seen) = (crate::db::now() - self.window, self.max_seen);
         let rows = db.run(move |c| read(c, since, max_seen)).await?;
+        let fresh: Vec<Row> = rows
+            .into_iter()
+            .filter(|r| !self.applied.contains_key(&r.0))
+            .collect();
+        // Each changed account's snapshot once, read now (after every listed commit), so it is
+        // at least as new as any entry's change; the store keeps the newest it is given.
+        let accounts: std::collections::BTreeSet<String> =
+            fresh.iter().map(|r| r.1.clone()).collect();
+        let accounts: Vec<String> = accounts.into_iter().collect();
+        let states = db
+            .run(move |c| {
+                accounts
+                    .iter()
+                    .map(|a| super::snapshot::load(c, a))
+                    .collect::<Result<Vec<_>, DbError>>()
+            })
+            .await?;
+        for state in states.iter().flatten() {
+            sessions.put_account(state).await?;
+        }
         let mut outcome = PollOutcome::default();
-        for (id, account, at, epoch) in rows {
-            if self.applied.contains_key(&id) {
-                continue;
-            }
-            // Epoch 0: a row queued by a version before epochs (a rolling upgrade), which
-            // meant "end every session".
-            let epoch = (epoch > 0).then_some(epoch);
-            let n = sessions.revoke_account(&account, epoch).await?;
-            if n > 0 {
-                tracing::info!(account = %account, sessions = n, "sessions revoked");
+        for (id, account, at, epoch, revoke) in fresh {
+            if revoke {
+                // Epoch 0: a row queued by a version before epochs (a rolling upgrade), which
+                // meant "end every session".
+                let epoch = (epoch > 0).then_some(epoch);
+                let n = sessions.revoke_account(&account, epoch).await?;
+                if n > 0 {
+                    tracing::info!(account = %account, sessions = n, "sessions revoked");
+                }
+                outcome.sessions += n;
             }
             self.mark(id, at);
             outcome.applied += 1;
-            outcome.sessions += n;
         }
         // Out of the window and at or below `max_seen` (every applied id is): no poll reads
         // these again.
@@ -119,7 +158,7 @@ impl Follower {
     }
 }
 
-type Row = (i64, String, PrimitiveDateTime, i64);
+type Row = (i64, String, PrimitiveDateTime, i64, bool);
 
 /// Every entry written since `since` or with an id above `max_seen`, in id order.
 fn read(
@@ -143,6 +182,7 @@ fn read(
                 session_revocations::account_id,
                 session_revocations::at,
                 session_revocations::epoch,
+                session_revocations::revoke,
             ))
             .limit(PAGE)
             .load(c)?;

@@ -30,6 +30,8 @@ pub struct SweepOptions {
     pub dry_run: bool,
     /// Pass the mass-disable gate (never the empty-listing gate).
     pub force: bool,
+    /// Pass the purge cap.
+    pub force_purge: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +204,15 @@ async fn sweep_locked<S: DirectorySource>(
             renewed = Instant::now();
         }
     };
-    let plan = reconciler.finish(listing, &dir.policy, crate::session::unix_now(), opts.force);
+    let plan = reconciler.finish(
+        listing,
+        &dir.policy,
+        crate::session::unix_now(),
+        reconcile::Force {
+            disables: opts.force,
+            purges: opts.force_purge,
+        },
+    );
     if let Some(reason) = plan.abort.clone() {
         let (outcome, _, stats) = abort(db, name, started, reason, opts).await?;
         return Ok((outcome, Some(plan), stats));

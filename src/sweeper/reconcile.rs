@@ -161,7 +161,7 @@ impl Reconciler {
     }
 
     /// The plan once the listing has ended. Only a complete listing plans any change.
-    pub fn finish(self, listing: Listing, policy: &SweepPolicy, now: i64, force: bool) -> Plan {
+    pub fn finish(self, listing: Listing, policy: &SweepPolicy, now: i64, force: Force) -> Plan {
         let mut plan = Plan {
             seen: self.listed,
             without_subject: self.without_subject,
@@ -176,9 +176,9 @@ impl Reconciler {
         let locals = self.locals.len() as u64;
         let (actions, active_locals) = self.actions(policy, now);
         plan.actions = actions;
-        plan.abort = gate(&plan, active_locals, policy, force);
+        plan.abort = gate(&plan, active_locals, policy, force.disables);
         if plan.abort.is_none() {
-            plan.purges_held = hold_purges(&mut plan, locals, policy, force);
+            plan.purges_held = hold_purges(&mut plan, locals, policy, force.purges);
         }
         plan
     }
@@ -307,6 +307,26 @@ fn gate(plan: &Plan, active_locals: u64, policy: &SweepPolicy, force: bool) -> O
     None
 }
 
+/// Which safety gates an operator chose to pass. Separate, so that passing the mass-disable
+/// gate (reversible: an enable undoes it) never also lets a mass purge through (irreversible).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Force {
+    /// Pass the disable and mark-missing caps (`--force`); never the empty-listing gate.
+    pub disables: bool,
+    /// Pass the purge cap (`--force-purge`).
+    pub purges: bool,
+}
+
+impl Force {
+    /// Both gates passed or neither.
+    pub fn both(force: bool) -> Self {
+        Self {
+            disables: force,
+            purges: force,
+        }
+    }
+}
+
 /// The purge cap. Too many purges are all held back (a partial batch would be arbitrary, and
 /// would drain the cap sweep after sweep), while the rest of the plan goes ahead: leavers are
 /// still disabled, and nothing irreversible happens until an operator looks.
@@ -319,7 +339,7 @@ fn hold_purges(plan: &mut Plan, locals: u64, policy: &SweepPolicy, force: bool) 
     }
     plan.actions.retain(|p| p.action != Action::Purge);
     Some(format!(
-        "{purges} accounts are due for purging, more than max_purge_fraction = {} of {locals} accounts or max_purge_count = {} allow ({allowed}); none was purged; rerun with --force if this is intended",
+        "{purges} accounts are due for purging, more than max_purge_fraction = {} of {locals} accounts or max_purge_count = {} allow ({allowed}); none was purged; rerun with --force-purge if this is intended",
         policy.max_purge_fraction, policy.max_purge_count
     ))
 }

@@ -319,6 +319,10 @@ pub(super) async fn complete_login(
         changed = ?provisioned.changed_fields,
         "login succeeded"
     );
+    // The account's current identity and roles for every live session of it (other devices
+    // too), before this session exists: a newer snapshot already stored (a disable or a role
+    // change that committed after this login) is kept.
+    state.sessions.put_account(&provisioned.state).await?;
     let now = unix_now();
     let record = SessionRecord {
         account: provisioned.account,

@@ -95,3 +95,129 @@ fn a_login_racing_a_disable_never_re_enables_the_account() {
         assert_eq!(late_login, None, "round {round}");
     }
 }
+
+/// Logins (each delivering its snapshot after its commit, some late) racing an admin who
+/// removes and grants a role: once both are done, a live session holds exactly the roles the
+/// database says, never a role a late login's delivery brought back. The revision that every
+/// writer bumps under the row lock orders the deliveries (PostgreSQL: row locks and READ
+/// COMMITTED; SQLite: exclusive write transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_racing_a_role_removal_never_brings_the_role_back_into_live_sessions() {
+    use jitbridge::lifecycle::roles::RoleChange;
+    use jitbridge::mapping::RoleName;
+    use jitbridge::provisioning::{LoginKey, provision};
+    use jitbridge::session::{SessionRecord, SessionStore, Timeouts, unix_now};
+    use std::time::Duration;
+    let rounds = if uses_postgres() { 60 } else { 15 };
+    let (_test_db, db) = library_db();
+    let timeouts = Timeouts {
+        idle: Duration::from_secs(600),
+        absolute: Duration::from_secs(3600),
+    };
+    let store = if uses_redis() {
+        let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
+        SessionStore::redis(&redis_url(), &prefix, timeouts)
+            .await
+            .unwrap()
+    } else {
+        SessionStore::memory(timeouts)
+    };
+    let key = LoginKey {
+        connection: CONNECTION,
+        subject: "roles-subject",
+        request_id: None,
+    };
+    let first = provision(&mut db.get().unwrap(), key, &profile("roles")).unwrap();
+    let account = first.account.id.clone();
+    let session = store
+        .create(SessionRecord {
+            account: first.account.clone(),
+            connection: CONNECTION.into(),
+            subject: "roles-subject".into(),
+            idp_session: None,
+            name_id: None,
+            created_at: unix_now(),
+            expires_at: unix_now() + 3600,
+        })
+        .await
+        .unwrap();
+    let role = RoleName::parse("oncall").unwrap();
+    for round in 0..rounds {
+        let grant = round % 2 == 0;
+        let logins = {
+            let (db, store) = (db.clone(), store.clone());
+            tokio::spawn(async move {
+                for i in 0..4u64 {
+                    let db = db.clone();
+                    let p = tokio::task::spawn_blocking(move || {
+                        provision(&mut db.get().unwrap(), key, &profile("roles")).unwrap()
+                    })
+                    .await
+                    .unwrap();
+                    // A slow delivery: the admin's change may commit and land meanwhile.
+                    tokio::time::sleep(Duration::from_millis((round + i) % 4)).await;
+                    store.put_account(&p.state).await.unwrap();
+                }
+            })
+        };
+        let admin = {
+            let (db, store, role) = (db.clone(), store.clone(), role.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_micros(round * 300 % 2000)).await;
+                let state = tokio::task::spawn_blocking(move || {
+                    let change = if grant {
+                        RoleChange::Grant {
+                            role: &role,
+                            until: None,
+                            reason: "race",
+                        }
+                    } else {
+                        RoleChange::Remove {
+                            role: &role,
+                            reason: "race",
+                        }
+                    };
+                    jitbridge::accounts::change_role(
+                        &mut db.get().unwrap(),
+                        "roles",
+                        change,
+                        "test",
+                    )
+                    .unwrap()
+                })
+                .await
+                .unwrap();
+                store.put_account(&state).await.unwrap();
+            })
+        };
+        logins.await.unwrap();
+        admin.await.unwrap();
+        let a = account.clone();
+        let truth = tokio::task::spawn_blocking({
+            let db = db.clone();
+            move || {
+                jitbridge::session::snapshot::load(&mut db.get().unwrap(), &a)
+                    .unwrap()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let live = store
+            .get(&session)
+            .await
+            .unwrap()
+            .expect("the session lives on");
+        assert_eq!(
+            live.account.roles,
+            truth.roles_at(unix_now()),
+            "round {round} ({}): the live session's roles are not the database's",
+            if grant { "grant" } else { "removal" }
+        );
+        assert_eq!(
+            live.account.roles.contains(&"oncall".to_string()),
+            grant,
+            "round {round}"
+        );
+    }
+}

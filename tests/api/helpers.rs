@@ -212,7 +212,8 @@ pub struct TestApp {
     pub operator: String,
     pub state: actix_web::web::Data<AppState>,
     pub op: Op,
-    _db: TestDb,
+    /// The test database (its URL, for a CLI run against the same data).
+    pub test_db: TestDb,
 }
 
 pub struct Options {
@@ -353,7 +354,7 @@ jwks_refresh_min_interval = "1s"
         operator,
         state,
         op,
-        _db: db,
+        test_db: db,
     }
 }
 

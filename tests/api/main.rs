@@ -7,6 +7,7 @@ mod concurrency;
 mod demo;
 mod direct;
 mod helpers;
+mod live_roles;
 mod logout;
 mod nginx;
 mod oidc_flow;

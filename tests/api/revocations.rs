@@ -4,6 +4,7 @@ use crate::direct::library_db;
 use crate::helpers::uses_postgres;
 use diesel::connection::SimpleConnection;
 use jitbridge::provisioning::AccountSnapshot;
+use jitbridge::session::revocations::Queued;
 use jitbridge::session::{SessionId, SessionRecord, SessionStore, Timeouts, revocations, unix_now};
 use std::time::Duration;
 
@@ -66,8 +67,13 @@ async fn a_revocation_committed_after_a_later_id_still_reaches_in_process_sessio
 
     let mut long = db.get().unwrap();
     long.batch_execute("BEGIN").unwrap();
-    revocations::queue(&mut long, "acc-long", 1).unwrap();
-    revocations::queue(&mut db.get().unwrap(), "acc-short", 1).unwrap();
+    revocations::queue(&mut long, "acc-long", Queued::Revoke { epoch: 1 }).unwrap();
+    revocations::queue(
+        &mut db.get().unwrap(),
+        "acc-short",
+        Queued::Revoke { epoch: 1 },
+    )
+    .unwrap();
     assert!(
         gone_within(&sessions, &short_session, Duration::from_secs(5)).await,
         "the follower applies the committed revocation"
@@ -96,7 +102,12 @@ async fn an_applied_revocation_does_not_end_sessions_created_after_it() {
         revocations::Follower::start(&mut c, Duration::from_secs(600)).unwrap()
     };
     let before = sessions.create(record("acc-again")).await.unwrap();
-    revocations::queue(&mut db.get().unwrap(), "acc-again", 1).unwrap();
+    revocations::queue(
+        &mut db.get().unwrap(),
+        "acc-again",
+        Queued::Revoke { epoch: 1 },
+    )
+    .unwrap();
     let first = follower.poll_once(&db, &sessions).await.unwrap();
     assert_eq!((first.applied, first.sessions), (1, 1));
     assert!(sessions.get(&before).await.unwrap().is_none());
@@ -130,8 +141,18 @@ async fn a_follower_started_after_a_revocation_still_applies_it() {
     legacy.account.version = 7;
     let l = sessions.create(legacy).await.unwrap();
     // Committed by a process that died before revoking anywhere.
-    revocations::queue(&mut db.get().unwrap(), "acc-killed", 1).unwrap();
-    revocations::queue(&mut db.get().unwrap(), "acc-legacy", 0).unwrap();
+    revocations::queue(
+        &mut db.get().unwrap(),
+        "acc-killed",
+        Queued::Revoke { epoch: 1 },
+    )
+    .unwrap();
+    revocations::queue(
+        &mut db.get().unwrap(),
+        "acc-legacy",
+        Queued::Revoke { epoch: 0 },
+    )
+    .unwrap();
     let mut follower = {
         let mut c = db.get().unwrap();
         revocations::Follower::start(&mut c, Duration::from_secs(600)).unwrap()

@@ -2,8 +2,10 @@
 
 use crate::helpers::redis_url;
 use jitbridge::provisioning::AccountSnapshot;
+use jitbridge::session::snapshot::Role;
 use jitbridge::session::{
-    PendingLogin, PendingProtocol, SessionId, SessionRecord, SessionStore, Timeouts, unix_now,
+    AccountState, PendingLogin, PendingProtocol, SessionId, SessionRecord, SessionStore, Timeouts,
+    unix_now,
 };
 use std::time::Duration;
 
@@ -409,5 +411,127 @@ async fn a_logout_request_whose_name_id_qualifiers_differ_ends_nothing() {
             1,
             "{name}"
         );
+    }
+}
+
+fn snapshot(
+    account: &str,
+    revision: i64,
+    active: bool,
+    roles: &[(&str, Option<i64>)],
+) -> AccountState {
+    AccountState {
+        id: account.into(),
+        revision,
+        active,
+        username: format!("user-{account}-r{revision}"),
+        email: None,
+        display_name: None,
+        roles: roles
+            .iter()
+            .map(|(name, until)| Role {
+                name: (*name).into(),
+                until: *until,
+            })
+            .collect(),
+    }
+}
+
+/// Regression: the roles of a live session were the login's copy, so a role an admin removed
+/// kept counting until the session ended. The account's snapshot, read with the session, wins.
+#[tokio::test]
+async fn a_role_removed_from_the_account_stops_counting_in_its_live_sessions() {
+    for (name, s) in stores(600).await {
+        let id = s.create(record("roles")).await.unwrap();
+        assert_eq!(
+            s.get(&id).await.unwrap().unwrap().account.roles,
+            vec!["r"],
+            "{name}"
+        );
+        assert!(
+            s.put_account(&snapshot("roles", 2, true, &[("other", None)]))
+                .await
+                .unwrap()
+        );
+        let live = s.get(&id).await.unwrap().expect("the session lives on");
+        assert_eq!(
+            live.account.roles,
+            vec!["other"],
+            "{name}: the removed role still counts"
+        );
+        assert_eq!(live.account.username, "user-roles-r2", "{name}");
+    }
+}
+
+/// Regression: a temporary grant stayed effective in a live session after its end.
+#[tokio::test]
+async fn a_temporary_grant_stops_counting_in_live_sessions_when_it_ends() {
+    for (name, s) in stores(600).await {
+        let id = s.create(record("grant")).await.unwrap();
+        let until = unix_now() + 2;
+        let state = snapshot("grant", 1, true, &[("r", None), ("oncall", Some(until))]);
+        assert!(s.put_account(&state).await.unwrap());
+        assert_eq!(
+            s.get(&id).await.unwrap().unwrap().account.roles,
+            vec!["oncall", "r"]
+        );
+        while unix_now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let live = s.get(&id).await.unwrap().expect("the session lives on");
+        assert_eq!(
+            live.account.roles,
+            vec!["r"],
+            "{name}: the ended grant still counts"
+        );
+    }
+}
+
+/// A snapshot delivered late (a slow login's, behind an admin's change) never replaces a newer
+/// one, whatever the order of arrival.
+#[tokio::test]
+async fn a_late_snapshot_never_replaces_a_newer_one() {
+    for (name, s) in stores(600).await {
+        let id = s.create(record("late")).await.unwrap();
+        assert!(
+            s.put_account(&snapshot("late", 5, true, &[("new", None)]))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.put_account(&snapshot("late", 4, true, &[("old", None)]))
+                .await
+                .unwrap(),
+            "{name}: an older revision was stored"
+        );
+        assert_eq!(
+            s.get(&id).await.unwrap().unwrap().account.roles,
+            vec!["new"],
+            "{name}"
+        );
+        // The same revision again (a replayed delivery) is harmless.
+        assert!(
+            s.put_account(&snapshot("late", 5, true, &[("new", None)]))
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// A snapshot that says the account is disabled refuses its sessions on every check, even
+/// without an epoch (defence in depth beside the revocation).
+#[tokio::test]
+async fn a_disabled_snapshot_refuses_the_accounts_sessions() {
+    for (name, s) in stores(600).await {
+        let id = s.create(record("off")).await.unwrap();
+        assert!(
+            s.put_account(&snapshot("off", 3, false, &[("r", None)]))
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.get(&id).await.unwrap(), None, "{name}");
+        // Another account's sessions are untouched.
+        let other = s.create(record("on")).await.unwrap();
+        assert!(s.get(&other).await.unwrap().is_some(), "{name}");
     }
 }

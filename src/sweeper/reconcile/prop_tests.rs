@@ -99,7 +99,7 @@ proptest! {
         policy in policy_strategy(),
     ) {
         let (r, ls) = build(&locals, strangers, without_subject);
-        let plan = r.finish(Listing::Complete, &policy, NOW, false);
+        let plan = r.finish(Listing::Complete, &policy, NOW, Force::both(false));
         if plan.abort.is_some() {
             return Ok(());
         }
@@ -136,7 +136,7 @@ proptest! {
         reason in "[a-z ]{1,20}",
     ) {
         let (r, _) = build(&locals, strangers, without_subject);
-        let plan = r.finish(Listing::Incomplete(reason.clone()), &policy, NOW, force);
+        let plan = r.finish(Listing::Incomplete(reason.clone()), &policy, NOW, Force::both(force));
         prop_assert!(plan.actions.is_empty(), "{plan:?}");
         prop_assert_eq!(plan.abort, Some(reason));
     }

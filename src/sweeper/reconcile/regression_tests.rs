@@ -113,7 +113,7 @@ fn entries_without_a_subject_stop_the_sweep_unless_tolerated_even_forced() {
         r.observe("a", true);
         r.observe("b", true);
         r.observe_without_subject(n);
-        r.finish(Listing::Complete, &pol, 10_000, force)
+        r.finish(Listing::Complete, &pol, 10_000, Force::both(force))
     };
     use crate::config::Tolerance;
     let none = Tolerance::default();

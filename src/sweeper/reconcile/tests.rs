@@ -38,7 +38,7 @@ pub(super) fn plan(
     for (s, active) in listing {
         r.observe(s, *active);
     }
-    r.finish(Listing::Complete, policy, 10_000, force)
+    r.finish(Listing::Complete, policy, 10_000, Force::both(force))
 }
 
 pub(super) fn action_of<'a>(p: &'a Plan, subject: &str) -> Option<&'a Action> {
@@ -220,6 +220,47 @@ fn accounts_disabled_beyond_retention_are_purged() {
     );
     assert_eq!(action_of(&p, "old"), Some(&Action::Purge));
     assert_eq!(action_of(&p, "recent"), None);
+}
+
+/// `--force` passes the mass-disable gate only: the purge cap needs `--force-purge`, since a
+/// purge cannot be undone.
+#[test]
+fn force_for_disables_does_not_pass_the_purge_cap() {
+    let olds: Vec<LocalIdentity> = (0..5)
+        .map(|i| {
+            let mut l = local(&format!("old{i}"));
+            l.status = LocalStatus::DisabledByDirectory {
+                since: 10_000 - 1000,
+            };
+            l
+        })
+        .collect();
+    let mut pol = policy();
+    pol.max_purge_count = 2;
+    let finish = |force: Force| {
+        let mut r = Reconciler::new(olds.clone());
+        r.observe("someone", true);
+        r.finish(Listing::Complete, &pol, 10_000, force)
+    };
+    let disables_only = finish(Force {
+        disables: true,
+        purges: false,
+    });
+    assert_eq!(disables_only.purges(), 0);
+    assert!(
+        disables_only
+            .purges_held
+            .as_deref()
+            .is_some_and(|m| m.contains("--force-purge")),
+        "{:?}",
+        disables_only.purges_held
+    );
+    let purges = finish(Force {
+        disables: false,
+        purges: true,
+    });
+    assert_eq!(purges.purges(), 5);
+    assert_eq!(purges.purges_held, None);
 }
 
 proptest! {

@@ -305,6 +305,8 @@ pub struct Cluster {
     pub nginx: Nginx,
     pub replicas: Vec<Replica>,
     pub base: String,
+    /// The Redis key prefix every replica (and the CLI) uses.
+    pub prefix: String,
     _dir: TempDir,
 }
 
@@ -327,6 +329,7 @@ impl Cluster {
             base: nginx.base(),
             nginx,
             replicas,
+            prefix: format!("jbrep:{}:", uuid::Uuid::new_v4().simple()),
             _dir: dir,
         }
     }
@@ -344,7 +347,7 @@ impl Cluster {
     }
 
     pub fn configure(&self, s: &Setup<'_>) {
-        let prefix = format!("jbrep:{}:", uuid::Uuid::new_v4().simple());
+        let prefix = &self.prefix;
         for r in &self.replicas {
             let toml = format!(
                 r#"

@@ -6,6 +6,7 @@
 //! each test returns at once (they start many processes and do not depend on the storage
 //! combination of the run).
 
+mod bench;
 mod cluster;
 mod faults;
 mod logins;

@@ -266,6 +266,7 @@ async fn a_dry_run_prints_the_plan_and_changes_nothing() {
         SweepOptions {
             dry_run: true,
             force: false,
+            ..Default::default()
         },
     )
     .await;

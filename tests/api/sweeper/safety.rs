@@ -53,6 +53,7 @@ async fn a_mass_removal_above_the_threshold_stops_before_any_change_until_forced
         SweepOptions {
             dry_run: false,
             force: true,
+            ..Default::default()
         },
     )
     .await;

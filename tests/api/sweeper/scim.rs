@@ -216,6 +216,7 @@ async fn scim_failures_and_empty_listings_change_nothing() {
         SweepOptions {
             dry_run: false,
             force: true,
+            ..Default::default()
         },
     )
     .await;

@@ -1,0 +1,199 @@
+//! The account snapshot: what every check of a session must know about its account now, kept
+//! in the session store beside the sessions (status, identity, roles with their expiry).
+//!
+//! A session record holds a copy of the account made at login; `/auth/verify` reads the
+//! account's snapshot in the same round trip and lets it win: a disabled account is refused,
+//! and the identity and roles shown are the account's current ones, so an admin's role change
+//! reaches live sessions at once and a temporary grant stops counting the second it expires
+//! (the snapshot carries each grant's end, checked at every request).
+//!
+//! Snapshots are written after the database commit (the login that provisioned, the apply path
+//! after a grant, a revoke or a transition, and the outbox follower on every server), each
+//! stamped with the account's `revision`, which every such write bumps under the account's row
+//! lock. A store keeps a snapshot only when it is at least as new as the one it holds, so
+//! deliveries that arrive out of order (a slow login behind an admin's change) never bring an
+//! older state back.
+
+use crate::db::models::STATUS_ACTIVE;
+use crate::db::schema::{account_roles, accounts};
+use crate::db::{DbConnection, DbError};
+use crate::provisioning::AccountSnapshot;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use time::PrimitiveDateTime;
+
+/// An account's snapshot (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub id: String,
+    /// The account's `revision` when this was read from the database.
+    pub revision: i64,
+    pub active: bool,
+    pub username: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+/// A role the account holds, with the end of a temporary grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    /// Unix seconds after which the role no longer counts; `None` for no end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+impl AccountState {
+    /// The role names that count at `now` (unix seconds), in order, without duplicates.
+    pub fn roles_at(&self, now: i64) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .roles
+            .iter()
+            .filter(|r| r.until.is_none_or(|until| now < until))
+            .map(|r| r.name.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The session's copy of the account as it stands now: identity and roles from the
+    /// snapshot; the session's epoch (the version it was made at) stays the session's own.
+    pub fn apply_to(&self, account: &mut AccountSnapshot, now: i64) {
+        account.username.clone_from(&self.username);
+        account.email.clone_from(&self.email);
+        account.display_name.clone_from(&self.display_name);
+        account.roles = self.roles_at(now);
+    }
+
+    /// The stored form: the revision first, so that a store can compare without decoding JSON.
+    pub(super) fn encode(&self) -> String {
+        format!(
+            "{} {}",
+            self.revision,
+            serde_json::to_string(self).expect("account snapshot serializes")
+        )
+    }
+
+    /// Reads [`Self::encode`]'s output; `None` for anything else (then the session's own copy
+    /// is all there is, as before snapshots existed).
+    pub(super) fn decode(raw: &str) -> Option<Self> {
+        let (_, json) = raw.split_once(' ')?;
+        serde_json::from_str(json).ok()
+    }
+}
+
+/// The account's snapshot as the database holds it now; `None` when the account is gone. Read
+/// inside the transaction that changed the account (under its row lock), or after its commit.
+pub fn load(c: &mut DbConnection, account_id: &str) -> Result<Option<AccountState>, DbError> {
+    type Row = (String, i64, String, Option<String>, Option<String>);
+    let row: Option<Row> = accounts::table
+        .find(account_id)
+        .select((
+            accounts::status,
+            accounts::revision,
+            accounts::username,
+            accounts::email,
+            accounts::display_name,
+        ))
+        .first(c)
+        .optional()?;
+    let Some((status, revision, username, email, display_name)) = row else {
+        return Ok(None);
+    };
+    let now = crate::db::now();
+    let grants: Vec<(String, Option<PrimitiveDateTime>)> = account_roles::table
+        .filter(account_roles::account_id.eq(account_id))
+        .filter(
+            account_roles::expires_at
+                .is_null()
+                .or(account_roles::expires_at.gt(now)),
+        )
+        .select((account_roles::role, account_roles::expires_at))
+        .order(account_roles::role)
+        .load(c)?;
+    Ok(Some(AccountState {
+        id: account_id.to_string(),
+        revision,
+        active: status == STATUS_ACTIVE,
+        username,
+        email,
+        display_name,
+        roles: grants
+            .into_iter()
+            .map(|(name, until)| Role {
+                name,
+                until: until.map(|t| t.assume_utc().unix_timestamp()),
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(roles: Vec<Role>) -> AccountState {
+        AccountState {
+            id: "a1".into(),
+            revision: 7,
+            active: true,
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: None,
+            roles,
+        }
+    }
+
+    #[test]
+    fn a_temporary_grant_counts_until_its_end_and_not_a_second_longer() {
+        let s = state(vec![
+            Role {
+                name: "admin".into(),
+                until: Some(100),
+            },
+            Role {
+                name: "staff".into(),
+                until: None,
+            },
+        ]);
+        assert_eq!(s.roles_at(99), vec!["admin", "staff"]);
+        assert_eq!(s.roles_at(100), vec!["staff"]);
+    }
+
+    #[test]
+    fn the_stored_form_round_trips_and_starts_with_the_revision() {
+        let s = state(vec![Role {
+            name: "staff".into(),
+            until: None,
+        }]);
+        let raw = s.encode();
+        assert!(raw.starts_with("7 {"), "{raw}");
+        assert_eq!(AccountState::decode(&raw), Some(s));
+        assert_eq!(AccountState::decode("garbage"), None);
+        assert_eq!(AccountState::decode("7 {not json"), None);
+    }
+
+    #[test]
+    fn the_snapshot_wins_over_the_sessions_copy_except_for_its_epoch() {
+        let mut copy = AccountSnapshot {
+            id: "a1".into(),
+            username: "old".into(),
+            email: None,
+            display_name: Some("Old".into()),
+            roles: vec!["removed".into()],
+            version: 3,
+        };
+        state(vec![Role {
+            name: "staff".into(),
+            until: None,
+        }])
+        .apply_to(&mut copy, 0);
+        assert_eq!(copy.username, "alice");
+        assert_eq!(copy.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(copy.display_name, None);
+        assert_eq!(copy.roles, vec!["staff"]);
+        assert_eq!(copy.version, 3);
+    }
+}
