@@ -16,6 +16,9 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
+/// See [`RedisStore::keep_account_keys`].
+const KEY_MARGIN: Duration = Duration::from_secs(300);
+
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -87,6 +90,13 @@ impl RedisStore {
         self.timeouts
     }
 
+    /// How long an account's epoch and snapshot are kept: longer than any session of the
+    /// account can live (the absolute timeout), with a margin for the clocks of the replicas
+    /// that stamped the sessions' ends.
+    fn keep_account_keys(&self) -> u64 {
+        self.timeouts.absolute.as_secs().max(1) + KEY_MARGIN.as_secs()
+    }
+
     fn key(&self, kind: &str, k: &str) -> String {
         format!("{}{kind}:{k}", self.prefix)
     }
@@ -156,7 +166,7 @@ impl RedisStore {
             .key(self.key("k", &state.id))
             .arg(state.revision)
             .arg(state.encode())
-            .arg(self.timeouts.absolute.as_secs().max(1))
+            .arg(self.keep_account_keys())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -196,7 +206,7 @@ impl RedisStore {
             .arg("")
             .arg(self.key("e", account_id))
             .arg(epoch.map_or(String::new(), |e| e.to_string()))
-            .arg(self.timeouts.absolute.as_secs().max(1))
+            .arg(self.keep_account_keys())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;

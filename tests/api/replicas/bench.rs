@@ -9,7 +9,9 @@
 //! (the lifecycle transition, its commit, the Redis revocation), and one poller per replica
 //! asks that replica's `/auth/verify` with the session's cookie until it answers 401. The
 //! figure for a disable is the time from its start to the last replica's first 401. A sample
-//! of disables also runs the real CLI process (its start-up included).
+//! of disables also runs the real CLI process (its start-up included). Pollers ask every 2 ms
+//! (the figures' resolution; 10 ms in the second benchmark). The second benchmark does the same with in-process sessions,
+//! where a disable made by another process reaches the server through its follower.
 
 use super::cluster::oidc_cluster;
 use super::skip;
@@ -24,6 +26,7 @@ async fn refused_everywhere(
     replicas: &[String],
     cookie: &str,
     start: Instant,
+    every: Duration,
 ) -> Duration {
     let polls = replicas.iter().map(|base| {
         let (http, url, cookie) = (
@@ -156,7 +159,10 @@ async fn bench_disable_to_refusal_on_every_replica() {
         if i < cli_sample {
             let out = c.cli(&["accounts", "disable", username, "--reason", "bench"]);
             assert!(out.status.success(), "{out:?}");
-            cli.push(refused_everywhere(&http, &replicas, &cookie, start).await);
+            cli.push(
+                refused_everywhere(&http, &replicas, &cookie, start, Duration::from_millis(2))
+                    .await,
+            );
         } else {
             let acc = jitbridge::accounts::set_disabled(
                 &mut lib.get().unwrap(),
@@ -169,7 +175,10 @@ async fn bench_disable_to_refusal_on_every_replica() {
                 .revoke_account(&acc.id, Some(acc.version))
                 .await
                 .unwrap();
-            library.push(refused_everywhere(&http, &replicas, &cookie, start).await);
+            library.push(
+                refused_everywhere(&http, &replicas, &cookie, start, Duration::from_millis(2))
+                    .await,
+            );
         }
     }
     println!(
@@ -178,4 +187,92 @@ async fn bench_disable_to_refusal_on_every_replica() {
     );
     quantiles("  CLI process (start-up included)", cli);
     quantiles("  apply path as the CLI runs it", library);
+}
+
+/// The same with in-process sessions: one server, disables made from another database
+/// connection (as `accounts disable` in another process makes them, unable to reach the
+/// server's memory), so each reaches the server through its revocation-log follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn bench_disable_to_refusal_with_in_process_sessions() {
+    if skip() {
+        return;
+    }
+    let n: usize = std::env::var("JB_BENCH_DISABLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let app = spawn_app_with(Options {
+        sessions: Some("store = \"memory\"".into()),
+        ..Default::default()
+    })
+    .await;
+    let lib =
+        jitbridge::db::Db::connect(&jitbridge::config::Secret::new(&app.test_db.url), 4).unwrap();
+    let mut sessions = Vec::with_capacity(n);
+    for i in 0..n {
+        let username = format!("user{i}");
+        let subject = format!("subject-{i}");
+        let key = LoginKey {
+            connection: CONNECTION,
+            subject: &subject,
+            request_id: None,
+        };
+        let p = provision(&mut lib.get().unwrap(), key, &profile(&username)).unwrap();
+        app.state.sessions.put_account(&p.state).await.unwrap();
+        let id = app
+            .state
+            .sessions
+            .create(SessionRecord {
+                account: p.account,
+                connection: CONNECTION.into(),
+                subject,
+                idp_session: None,
+                name_id: None,
+                created_at: unix_now(),
+                expires_at: unix_now() + 3600,
+            })
+            .await
+            .unwrap();
+        sessions.push((username, id));
+    }
+    let http = reqwest::Client::new();
+    let replicas = vec![app.base.clone()];
+    // Disables start every 20 ms, each measured by its own poller, so the figure is the
+    // follower's delay and not a queue of disables.
+    let mut polls = Vec::with_capacity(n);
+    for (username, id) in sessions {
+        let cookie = format!("jitbridge={}", id.as_str());
+        let start = Instant::now();
+        let db = lib.clone();
+        tokio::task::spawn_blocking(move || {
+            jitbridge::accounts::set_disabled(
+                &mut db.get().unwrap(),
+                &username,
+                Some("bench"),
+                "bench",
+            )
+            .unwrap()
+        })
+        .await
+        .unwrap();
+        let (http, replicas) = (http.clone(), replicas.clone());
+        polls.push(tokio::spawn(async move {
+            refused_everywhere(&http, &replicas, &cookie, start, Duration::from_millis(2)).await
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut figures = Vec::with_capacity(n);
+    for p in polls {
+        figures.push(p.await.unwrap());
+    }
+    println!(
+        "disable -> 401 with in-process sessions (follower polls four times a second; {}):",
+        if uses_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    quantiles("  disable from another connection", figures);
 }

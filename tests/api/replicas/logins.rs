@@ -167,3 +167,57 @@ async fn a_disable_from_the_cli_is_refused_by_every_replica_at_its_next_verify()
         "only alice was disabled"
     );
 }
+
+/// The groups header each replica sends for the browser's session.
+async fn groups_on_each_replica(c: &Cluster, browser: &Browser) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &c.replicas {
+        let v = browser.get(&format!("{}/auth/verify", r.base())).await;
+        assert_eq!(v.status(), 200, "{}", r.base());
+        out.push(
+            v.headers()["x-auth-request-groups"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    out
+}
+
+/// An administrator's grant and its removal reach the live session on every replica at its
+/// next check, without a new login (the account snapshot in the shared Redis).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_granted_and_removed_with_the_cli_reaches_every_replica_at_its_next_verify() {
+    if skip() {
+        return;
+    }
+    let (_db, c, op) = oidc_cluster().await;
+    let alice = Browser::new();
+    let cb =
+        oidc_login_until_callback(&alice, &c.base, &op.issuer, CONNECTION, "alice", "/w").await;
+    assert_eq!(alice.get(&cb).await.status(), 302);
+    assert_eq!(groups_on_each_replica(&c, &alice).await, ["admin,staff"; 3]);
+
+    let out = c.cli(&["accounts", "grant", "alice", "oncall", "--for", "1h"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        groups_on_each_replica(&c, &alice).await,
+        ["admin,oncall,staff"; 3]
+    );
+
+    let out = c.cli(&["accounts", "remove-role", "alice", "oncall"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        groups_on_each_replica(&c, &alice).await,
+        ["admin,staff"; 3],
+        "a replica still grants the removed role"
+    );
+}
