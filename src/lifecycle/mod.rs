@@ -1,6 +1,7 @@
 //! The identity-event apply path: every change of an account's lifecycle state (disable,
 //! enable, purge), whoever asks for it (the sweeper, the CLI, later the admin API, SCIM and
-//! SSF), goes through [`transition`].
+//! SSF), goes through [`transition`]; grants and their removal through [`roles`]; an IdP
+//! ending sessions (back-channel logout, SLO) through [`idp`].
 //!
 //! A transition is compare-and-set against the state the caller saw: the `UPDATE` carries the
 //! status and the lifecycle `version` it read in its `WHERE` clause and bumps the version, and
@@ -254,6 +255,7 @@ fn describe(s: Option<&Seen>) -> Value {
     }
 }
 
+pub mod idp;
 pub mod roles;
 
 #[cfg(test)]

@@ -5,11 +5,8 @@
 use super::AppState;
 use super::errors::{LoginError, cause_chain};
 use crate::audit::{self, Event, Outcome};
-use crate::db::schema::identities;
-use crate::db::{DbConnection, DbError};
-use crate::session::SessionError;
+use crate::lifecycle::idp::{EndError, IdpEnded, end_idp_sessions};
 use actix_web::{HttpResponse, web};
-use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -100,7 +97,13 @@ pub async fn logout(
                 .json(json!({ "error": "temporarily_unavailable" }));
         }
     }
-    let revoked = revoke_for_idp(&state, &connection, req.sid.as_deref(), req.sub.as_deref()).await;
+    let ended = match (req.sid.as_deref(), req.sub.as_deref()) {
+        (Some(sid), _) => IdpEnded::OidcSession { sid },
+        (None, Some(subject)) => IdpEnded::Subject { subject },
+        // The token check requires a sid or a sub.
+        (None, None) => return refuse("the logout token names neither sid nor sub"),
+    };
+    let revoked = end_idp_sessions(&state.db, &state.sessions, &connection, ended).await;
     match revoked {
         Ok(n) => {
             audit_result(&state, &connection, Outcome::Success, json!({ "sessions_revoked": n, "by": if req.sid.is_some() { "sid" } else { "sub" } })).await;
@@ -115,54 +118,11 @@ pub async fn logout(
     }
 }
 
-/// Why the sessions an IdP names could not be ended.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum RevokeError {
-    #[error("cannot end the sessions")]
-    Sessions(#[from] SessionError),
-    #[error("cannot find the account of the subject")]
-    Database(#[from] DbError),
-}
-
-impl From<RevokeError> for LoginError {
-    fn from(e: RevokeError) -> Self {
+impl From<EndError> for LoginError {
+    fn from(e: EndError) -> Self {
         match e {
-            RevokeError::Sessions(e) => Self::Sessions(e),
-            RevokeError::Database(e) => Self::Database(e),
+            EndError::Sessions(e) => Self::Sessions(e),
+            EndError::Database(e) => Self::Database(e),
         }
     }
-}
-
-/// Ends the sessions an IdP names: those of its session `sid` when given, otherwise every
-/// session of the account behind (connection, subject). Shared by OIDC back-channel logout and
-/// SAML IdP-initiated logout.
-pub(super) async fn revoke_for_idp(
-    state: &AppState,
-    connection: &str,
-    sid: Option<&str>,
-    subject: Option<&str>,
-) -> Result<usize, RevokeError> {
-    match (sid, subject) {
-        (Some(sid), _) => Ok(state.sessions.revoke_idp_session(connection, sid).await?),
-        (None, Some(sub)) => {
-            let (c, s) = (connection.to_string(), sub.to_string());
-            match state.db.run(move |db| account_of(db, &c, &s)).await? {
-                Some(account) => Ok(state.sessions.revoke_account(&account, None).await?),
-                None => Ok(0),
-            }
-        }
-        (None, None) => Ok(0),
-    }
-}
-
-fn account_of(
-    c: &mut DbConnection,
-    connection: &str,
-    subject: &str,
-) -> Result<Option<String>, DbError> {
-    Ok(identities::table
-        .find((connection, subject))
-        .select(identities::account_id)
-        .first(c)
-        .optional()?)
 }

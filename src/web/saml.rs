@@ -12,6 +12,7 @@ use crate::idp::NormalizedLogin;
 use crate::idp::saml::logout::{self, STATUS_RESPONDER, STATUS_SUCCESS};
 use crate::idp::saml::redirect::RedirectMessage;
 use crate::idp::saml::{SamlError, SamlProvider, new_message_id, preflight, redirect};
+use crate::lifecycle::idp::{IdpEnded, end_idp_sessions};
 use crate::session::{PendingLogin, PendingProtocol, hash_key, unix_now};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -296,26 +297,18 @@ async fn slo_inner(
         crate::config::SamlSubject::NameId => Some(name_id.value.clone()),
         crate::config::SamlSubject::Attribute(_) => None,
     };
-    let revoked = if lr.session_indexes.is_empty() {
-        async {
-            let n = state.sessions.revoke_name_id(p.name(), &name_id).await?;
-            let m = super::backchannel::revoke_for_idp(state, p.name(), None, subject.as_deref())
-                .await?;
-            Ok::<_, super::backchannel::RevokeError>(n + m)
+    let ended = if lr.session_indexes.is_empty() {
+        IdpEnded::SamlNameId {
+            name_id: &name_id,
+            subject: subject.as_deref(),
         }
-        .await
     } else {
-        // Only the sessions of this NameID with these indexes (core 3.7.3.2): a SessionIndex
-        // that belongs to somebody else ends nothing.
-        let mut n = 0;
-        for si in &lr.session_indexes {
-            n += state
-                .sessions
-                .revoke_saml_session(p.name(), si, &name_id)
-                .await?;
+        IdpEnded::SamlSessions {
+            name_id: &name_id,
+            session_indexes: &lr.session_indexes,
         }
-        Ok(n)
     };
+    let revoked = end_idp_sessions(&state.db, &state.sessions, p.name(), ended).await;
     let status = match &revoked {
         Ok(_) => STATUS_SUCCESS,
         Err(_) => STATUS_RESPONDER,
