@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
             display_name: Some("Alice Liddell".into()),
             roles: vec!["admin".into(), "staff".into()],
             version: 0,
+            revision: Some(1),
         },
         connection: "bench".into(),
         subject: "alice".into(),

@@ -286,12 +286,17 @@ async fn accounts_change(
             println!("disabled {}", acc.username);
             // The disable is committed: from here on a failure must not read as "nothing
             // happened", so it gets its own exit code and says what was done.
+            let state = crate::session::snapshot::load(&mut *db.get()?, &acc.id)?;
             let revoked = match session_store_for_admin(config).await {
-                Ok(Some(store)) => store
-                    .revoke_account(&acc.id, Some(acc.version))
-                    .await
-                    .map(Some)
-                    .map_err(Into::into),
+                Ok(Some(store)) => async {
+                    let n = store.revoke_account(&acc.id, Some(acc.version)).await?;
+                    if let Some(state) = &state {
+                        store.put_account(state).await?;
+                    }
+                    Ok::<_, crate::session::SessionError>(Some(n))
+                }
+                .await
+                .map_err(Into::into),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -313,6 +318,9 @@ async fn accounts_change(
         AccountsCommand::Enable { username } => {
             let acc = accounts::set_disabled(&mut *db.get()?, &username, None, &actor)?;
             println!("enabled {}", acc.username);
+            if let Some(state) = crate::session::snapshot::load(&mut *db.get()?, &acc.id)? {
+                return deliver_snapshot(config, &state, &username).await;
+            }
         }
         AccountsCommand::Grant {
             username,
@@ -324,6 +332,7 @@ async fn accounts_change(
                 .map_err(|why| anyhow::anyhow!("the role name {role:?} {why}"))?;
             let until = duration
                 .map(|d| -> anyhow::Result<_> {
+                    anyhow::ensure!(!d.is_zero(), "--for must be longer than zero");
                     let d = time::Duration::try_from(d).context("--for is too long")?;
                     crate::db::now().checked_add(d).context("--for is too long")
                 })
@@ -355,6 +364,12 @@ async fn accounts_change(
             };
             let state = accounts::change_role(&mut *db.get()?, &username, change, &actor)?;
             println!("removed {} from {username}", role.as_str());
+            if state.roles.iter().any(|r| r.name == role.as_str()) {
+                println!(
+                    "note: {username} still holds {} from the identity provider's claims",
+                    role.as_str()
+                );
+            }
             return deliver_snapshot(config, &state, &username).await;
         }
     }

@@ -238,7 +238,7 @@ pub fn transition(
     audit::record(c, event.details(details))?;
     let queued = match t {
         Transition::Disable { .. } | Transition::Purge { .. } => Queued::Revoke { epoch: version },
-        Transition::Enable => Queued::Snapshot,
+        Transition::Enable => Queued::Snapshot { version },
     };
     crate::session::revocations::queue(c, account_id, queued)?;
     Ok(Applied::Done { version })

@@ -139,7 +139,11 @@ pub fn change_role(
         event = event.connection(conn);
     }
     audit::record(c, event)?;
-    queue(c, account_id, Queued::Snapshot)?;
+    let version: i64 = accounts::table
+        .find(account_id)
+        .select(accounts::version)
+        .first(c)?;
+    queue(c, account_id, Queued::Snapshot { version })?;
     let state = crate::session::snapshot::load(c, account_id)?
         .ok_or_else(|| DbError::from(diesel::result::Error::NotFound))?;
     Ok(RoleOutcome::Done(state))

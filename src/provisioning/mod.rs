@@ -37,6 +37,13 @@ pub struct AccountSnapshot {
     /// field existed read as 0.
     #[serde(default)]
     pub version: i64,
+    /// The account's snapshot revision when the session was made (see `session::snapshot`):
+    /// a check refuses the session when the store's snapshot is missing or older, since then
+    /// the store lost what it was told (a write lost in a failover) and nothing would show a
+    /// role removed since. `None` in records written before this field existed. Keep it after
+    /// `id`: the Redis store finds the id at the start of the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +257,19 @@ fn provision_once(
     // Read under the row lock, with everything this transaction wrote.
     let state =
         crate::session::snapshot::load(c, &account.id)?.ok_or(ProvisionError::AccountGone)?;
+    if !created
+        && (!changed_fields.is_empty() || !roles_added.is_empty() || !roles_removed.is_empty())
+    {
+        // The account's other live sessions must see this login's changes even if its own
+        // delivery after the commit never happens (the process dies, Redis times out).
+        crate::session::revocations::queue(
+            c,
+            &account.id,
+            crate::session::revocations::Queued::Snapshot {
+                version: account.version,
+            },
+        )?;
+    }
 
     let details = json!({
         "subject": key.subject,
@@ -295,6 +315,7 @@ fn provision_once(
             display_name: account.display_name,
             roles,
             version: account.version,
+            revision: Some(state.revision),
         },
         state,
         created,

@@ -15,6 +15,9 @@ struct Entry {
     last_seen_ms: AtomicI64,
 }
 
+/// How much longer than the absolute timeout a snapshot is kept.
+const KEEP_MARGIN_SECS: i64 = 300;
+
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -118,11 +121,16 @@ impl MemoryStore {
 
     pub(super) async fn put_account(&self, state: &AccountState) -> Result<bool, SessionError> {
         let now = unix_now();
-        let until = now + self.timeouts.absolute.as_secs() as i64;
+        // Longer than any session made from now on can live.
+        let until = now + self.timeouts.absolute.as_secs() as i64 + KEEP_MARGIN_SECS;
         // Expired snapshots are dropped by `purge_expired`, with the sessions.
         let mut inner = self.write();
-        match inner.accounts.get(&state.id) {
-            Some((held, _)) if held.revision > state.revision => Ok(false),
+        match inner.accounts.get_mut(&state.id) {
+            Some((held, kept)) if held.revision > state.revision => {
+                // The newer snapshot must outlive the sessions made now too.
+                *kept = until;
+                Ok(false)
+            }
             _ => {
                 inner
                     .accounts
@@ -174,6 +182,11 @@ impl MemoryStore {
             remove_locked(&mut inner, k);
         }
         Ok(keys.len())
+    }
+
+    pub(super) async fn drop_account(&self, account_id: &str) -> Result<(), SessionError> {
+        self.write().accounts.remove(account_id);
+        Ok(())
     }
 
     pub(super) async fn revoke_idp_session(&self, idp_key: &str) -> Result<usize, SessionError> {

@@ -238,17 +238,31 @@ impl SessionStore {
     /// the same round trip): its identity and the roles that count now.
     pub async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, SessionError> {
         let now = unix_now();
-        let Some((mut record, state)) = dispatch!(self, s => s.get(&id.store_key(), now).await)?
-        else {
+        let key = id.store_key();
+        let Some((mut record, state)) = dispatch!(self, s => s.get(&key, now).await)? else {
             return Ok(None);
         };
-        if let Some(state) = state {
-            if !state.active || state.id != record.account.id {
-                return Ok(None);
+        match snapshot::judge(&record.account, state.as_ref()) {
+            snapshot::Verdict::Apply => {
+                if let Some(state) = state {
+                    state.apply_to(&mut record.account, now);
+                }
+                Ok(Some(record))
             }
-            state.apply_to(&mut record.account, now);
+            snapshot::Verdict::Refuse(why) => {
+                tracing::debug!(why, "session refused by its account snapshot");
+                // Ended for good: a later snapshot (a re-enable) must not bring it back, and
+                // its record should not linger.
+                dispatch!(self, s => s.delete(&key).await)?;
+                Ok(None)
+            }
         }
-        Ok(Some(record))
+    }
+
+    /// Forgets the account's snapshot (the account is gone: a purge deleted it), so that no
+    /// personal value of it stays in the store. Its epoch stays.
+    pub async fn drop_account(&self, account_id: &str) -> Result<(), SessionError> {
+        dispatch!(self, s => s.drop_account(account_id).await)
     }
 
     /// Stores the account's snapshot unless the store holds a newer one (a higher revision);

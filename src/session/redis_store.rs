@@ -137,7 +137,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         // One round trip: the record, its account's epoch and snapshot, read together (a
         // script runs atomically). The script only finds the account id; the checks are here.
-        let found: Option<(String, String, String)> = get_script()
+        let found: Option<(String, String, String, String)> = get_script()
             .key(self.key("s", key))
             .arg(self.key("e", ""))
             .arg(self.key("k", ""))
@@ -145,14 +145,19 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let Some((raw, epoch, state)) = found else {
+        let Some((raw, id, epoch, state)) = found else {
             return Ok(None);
         };
         let record: SessionRecord =
             serde_json::from_str(&raw).map_err(|_| SessionError::Corrupt)?;
-        let outdated = epoch
-            .parse::<i64>()
-            .is_ok_and(|min| record.account.version < min);
+        if id != record.account.id {
+            // The script read another account's epoch and snapshot: never serve that.
+            return Err(SessionError::Corrupt);
+        }
+        let outdated = match epoch.as_str() {
+            "" => false,
+            e => e.parse::<i64>().map_err(|_| SessionError::Corrupt)? > record.account.version,
+        };
         if outdated || now >= record.expires_at {
             self.delete(key).await?;
             return Ok(None);
@@ -171,6 +176,13 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(stored == 1)
+    }
+
+    pub(super) async fn drop_account(&self, account_id: &str) -> Result<(), SessionError> {
+        let mut conn = self.conn.clone();
+        conn.del(self.key("k", account_id))
+            .await
+            .map_err(unavailable)
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), SessionError> {
@@ -326,7 +338,8 @@ return ended
 
 /// KEYS[1]: a session record. ARGV[1]: the prefix of account epochs, ARGV[2] of account
 /// snapshots; ARGV[3]: the idle timeout. Returns the record with its account's epoch and
-/// snapshot (empty strings when there are none) and pushes the record's idle expiry forward;
+/// snapshot (empty strings when there are none), preceded by the account id it used, and
+/// pushes the record's idle expiry forward;
 /// nil when there is no record or it names no account. The account id is found with a pattern
 /// on the start of the record, which serde writes as `{"account":{"id":"...`; JSON is decoded
 /// here only for a record that does not start that way. Whoever reads the answer checks the
@@ -346,7 +359,7 @@ if not id then
 end
 local found = redis.call('MGET', ARGV[1] .. id, ARGV[2] .. id)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {raw, found[1] or '', found[2] or ''}
+return {raw, id, found[1] or '', found[2] or ''}
 "#;
 
 /// KEYS[1]: an account snapshot. ARGV[1]: the new snapshot's revision, ARGV[2] its stored
@@ -356,7 +369,11 @@ const PUT_ACCOUNT_LUA: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then
   local revision = tonumber(string.match(held, '^(-?%d+) '))
-  if revision and revision > tonumber(ARGV[1]) then return 0 end
+  if revision and revision > tonumber(ARGV[1]) then
+    -- The newer snapshot must outlive the sessions made now too.
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    return 0
+  end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1

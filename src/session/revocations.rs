@@ -30,6 +30,9 @@ use time::PrimitiveDateTime;
 /// How often the log is read: a disable made elsewhere reaches in-process sessions within about
 /// this (plus one query), well inside the second the issue allows. One indexed query per poll.
 const POLL: Duration = Duration::from_millis(250);
+/// Every this many polls (a minute), the window's entries are delivered again (see
+/// [`Follower::replay_window`]).
+const REPLAY_EVERY: u64 = 240;
 /// Rows per query; a poll pages through the window in id order.
 const PAGE: i64 = 1000;
 
@@ -39,15 +42,19 @@ pub enum Queued {
     /// End every session made before the account reached lifecycle version `epoch` (see
     /// `session::SessionStore::revoke_account`): a disable or a purge.
     Revoke { epoch: i64 },
-    /// Nothing more: the account's identity, roles or status changed (an enable, a grant).
-    Snapshot,
+    /// Nothing more: the account's identity, roles or status changed (an enable, a grant, a
+    /// login that changed them), at lifecycle version `version`. The version is stored as the
+    /// entry's epoch for followers of earlier versions (a rolling upgrade), which read every
+    /// entry as a revocation: ending the sessions older than the current version ends nothing
+    /// that the account's last disable did not already end.
+    Snapshot { version: i64 },
 }
 
 /// Queues an account change for every process (see the module documentation).
 pub fn queue(c: &mut DbConnection, account_id: &str, what: Queued) -> Result<(), DbError> {
     let (epoch, revoke) = match what {
         Queued::Revoke { epoch } => (epoch, true),
-        Queued::Snapshot => (0, false),
+        Queued::Snapshot { version } => (version, false),
     };
     diesel::insert_into(session_revocations::table)
         .values((
@@ -84,9 +91,10 @@ pub struct Follower {
     /// Highest id seen: entries above it are read whatever their time (a follower that could
     /// not reach the database for longer than the window still catches up).
     max_seen: i64,
-    /// Applied ids with their time, forgotten once they are outside the window: they are at or
-    /// below `max_seen` too, so no poll reads them again.
-    applied: HashMap<i64, PrimitiveDateTime>,
+    /// Applied ids with their time and whether applying them again is harmless, forgotten once
+    /// they are outside the window: they are at or below `max_seen` too, so no poll reads them
+    /// again.
+    applied: HashMap<i64, (PrimitiveDateTime, bool)>,
 }
 
 impl Follower {
@@ -103,8 +111,8 @@ impl Follower {
         })
     }
 
-    fn mark(&mut self, id: i64, at: PrimitiveDateTime) {
-        self.applied.insert(id, at);
+    fn mark(&mut self, id: i64, at: PrimitiveDateTime, replayable: bool) {
+        self.applied.insert(id, (at, replayable));
         self.max_seen = self.max_seen.max(id);
     }
 
@@ -129,13 +137,19 @@ impl Follower {
         let states = db
             .run(move |c| {
                 accounts
-                    .iter()
-                    .map(|a| super::snapshot::load(c, a))
+                    .into_iter()
+                    .map(|a| super::snapshot::load(c, &a).map(|s| (a, s)))
                     .collect::<Result<Vec<_>, DbError>>()
             })
             .await?;
-        for state in states.iter().flatten() {
-            sessions.put_account(state).await?;
+        for (account, state) in &states {
+            match state {
+                Some(state) => {
+                    sessions.put_account(state).await?;
+                }
+                // Purged: no personal value of it stays in the store.
+                None => sessions.drop_account(account).await?,
+            }
         }
         let mut outcome = PollOutcome::default();
         for (id, account, at, epoch, revoke) in fresh {
@@ -149,14 +163,22 @@ impl Follower {
                 }
                 outcome.sessions += n;
             }
-            self.mark(id, at);
+            // Every entry but a legacy "end every session" is harmless to apply again.
+            self.mark(id, at, !(revoke && epoch == 0));
             outcome.applied += 1;
         }
         // Out of the window and at or below `max_seen` (every applied id is): no poll reads
         // these again.
         let since = crate::db::now() - self.window;
-        self.applied.retain(|_, at| *at >= since);
+        self.applied.retain(|_, (at, _)| *at >= since);
         Ok(outcome)
+    }
+
+    /// Makes the next poll apply again every entry of the window that is harmless to replay:
+    /// it delivers the snapshots and epochs anew, which repairs a store that lost writes (a
+    /// Redis failover that dropped the last acknowledged ones, a delivery that timed out).
+    pub fn replay_window(&mut self) {
+        self.applied.retain(|_, (_, replayable)| !*replayable);
     }
 }
 
@@ -215,6 +237,9 @@ pub async fn follow_until_stopped(db: Db, sessions: SessionStore, window: Durati
     loop {
         tokio::time::sleep(POLL).await;
         ticks += 1;
+        if ticks.is_multiple_of(REPLAY_EVERY) {
+            follower.replay_window();
+        }
         if let Err(e) = follower.poll_once(&db, &sessions).await {
             tracing::warn!(error = %e, "revocation log poll failed; retrying");
         }

@@ -221,3 +221,87 @@ async fn a_login_racing_a_role_removal_never_brings_the_role_back_into_live_sess
         );
     }
 }
+
+/// The late delivery the revision exists for, in both orders: a login's snapshot read before
+/// an admin's removal committed, delivered after the removal's, never brings the role back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_snapshot_delivered_after_a_role_removal_never_brings_the_role_back() {
+    use jitbridge::lifecycle::roles::RoleChange;
+    use jitbridge::mapping::RoleName;
+    use jitbridge::provisioning::{LoginKey, provision};
+    use jitbridge::session::{SessionRecord, SessionStore, Timeouts, unix_now};
+    use std::time::Duration;
+    let (_test_db, db) = library_db();
+    let timeouts = Timeouts {
+        idle: Duration::from_secs(600),
+        absolute: Duration::from_secs(3600),
+    };
+    let role = RoleName::parse("oncall").unwrap();
+    let change = |grant: bool| {
+        let change = if grant {
+            RoleChange::Grant {
+                role: &role,
+                until: None,
+                reason: "test",
+            }
+        } else {
+            RoleChange::Remove {
+                role: &role,
+                reason: "test",
+            }
+        };
+        jitbridge::accounts::change_role(&mut db.get().unwrap(), "late", change, "test").unwrap()
+    };
+    let key = LoginKey {
+        connection: CONNECTION,
+        subject: "late-subject",
+        request_id: None,
+    };
+    provision(&mut db.get().unwrap(), key, &profile("late")).unwrap();
+    for login_first in [false, true] {
+        let store = if uses_redis() {
+            let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
+            SessionStore::redis(&redis_url(), &prefix, timeouts)
+                .await
+                .unwrap()
+        } else {
+            SessionStore::memory(timeouts)
+        };
+        change(true);
+        let login = provision(&mut db.get().unwrap(), key, &profile("late")).unwrap();
+        assert!(login.state.roles.iter().any(|r| r.name == "oncall"));
+        let removal = change(false);
+        let session = store
+            .create(SessionRecord {
+                account: login.account.clone(),
+                connection: CONNECTION.into(),
+                subject: "late-subject".into(),
+                idp_session: None,
+                name_id: None,
+                created_at: unix_now(),
+                expires_at: unix_now() + 3600,
+            })
+            .await
+            .unwrap();
+        if login_first {
+            store.put_account(&login.state).await.unwrap();
+            store.put_account(&removal).await.unwrap();
+        } else {
+            store.put_account(&removal).await.unwrap();
+            assert!(
+                !store.put_account(&login.state).await.unwrap(),
+                "the late one was kept"
+            );
+        }
+        let live = store
+            .get(&session)
+            .await
+            .unwrap()
+            .expect("the session lives on");
+        assert_eq!(
+            live.account.roles,
+            vec!["staff"],
+            "login first: {login_first}"
+        );
+    }
+}

@@ -17,6 +17,8 @@ fn record(account: &str) -> SessionRecord {
             display_name: None,
             roles: vec![],
             version: 0,
+            // Made before snapshots existed: served from its own copy without one.
+            revision: None,
         },
         connection: "c".into(),
         subject: account.into(),
@@ -166,5 +168,73 @@ async fn a_follower_started_after_a_revocation_still_applies_it() {
     assert!(
         sessions.get(&l).await.unwrap().is_none(),
         "a legacy row ends every session"
+    );
+}
+
+/// A snapshot-only entry (a grant, an enable, a login that changed roles) delivers the
+/// account's snapshot and ends nothing; a replay of the window delivers it again, which
+/// repairs a store that lost it; a purged account's snapshot is forgotten.
+#[tokio::test]
+async fn snapshot_entries_deliver_the_account_and_a_replay_repairs_a_lost_one() {
+    use jitbridge::lifecycle::roles::RoleChange;
+    use jitbridge::mapping::RoleName;
+    let (_test_db, db) = library_db();
+    let sessions = SessionStore::memory(Timeouts {
+        idle: Duration::from_secs(600),
+        absolute: Duration::from_secs(3600),
+    });
+    let key = jitbridge::provisioning::LoginKey {
+        connection: crate::helpers::CONNECTION,
+        subject: "snap-subject",
+        request_id: None,
+    };
+    let p = jitbridge::provisioning::provision(
+        &mut db.get().unwrap(),
+        key,
+        &crate::direct::profile("snap"),
+    )
+    .unwrap();
+    sessions.put_account(&p.state).await.unwrap();
+    let mut rec = record(&p.account.id);
+    rec.account = p.account.clone();
+    let id = sessions.create(rec).await.unwrap();
+    let mut follower = {
+        let mut c = db.get().unwrap();
+        revocations::Follower::start(&mut c, Duration::from_secs(600)).unwrap()
+    };
+    // Granted elsewhere (another process): only the log tells this store.
+    let role = RoleName::parse("oncall").unwrap();
+    jitbridge::accounts::change_role(
+        &mut db.get().unwrap(),
+        "snap",
+        RoleChange::Grant {
+            role: &role,
+            until: None,
+            reason: "test",
+        },
+        "test",
+    )
+    .unwrap();
+    let first = follower.poll_once(&db, &sessions).await.unwrap();
+    assert_eq!(
+        (first.applied, first.sessions),
+        (1, 0),
+        "a grant ended sessions"
+    );
+    let live = sessions
+        .get(&id)
+        .await
+        .unwrap()
+        .expect("the session lives on");
+    assert_eq!(live.account.roles, vec!["oncall", "staff"]);
+
+    // The store loses the snapshot; a replay of the window brings it back.
+    sessions.drop_account(&p.account.id).await.unwrap();
+    follower.replay_window();
+    let replayed = follower.poll_once(&db, &sessions).await.unwrap();
+    assert_eq!(replayed.applied, 1);
+    assert_eq!(
+        sessions.get(&id).await.unwrap().map(|r| r.account.roles),
+        Some(vec!["oncall".to_string(), "staff".to_string()])
     );
 }

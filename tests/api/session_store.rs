@@ -18,6 +18,8 @@ fn record(account: &str) -> SessionRecord {
             display_name: None,
             roles: vec!["r".into()],
             version: 0,
+            // Made before snapshots existed: served from its own copy without one.
+            revision: None,
         },
         connection: "c".into(),
         subject: "s".into(),
@@ -533,5 +535,79 @@ async fn a_disabled_snapshot_refuses_the_accounts_sessions() {
         // Another account's sessions are untouched.
         let other = s.create(record("on")).await.unwrap();
         assert!(s.get(&other).await.unwrap().is_some(), "{name}");
+    }
+}
+
+/// A session made since snapshots exist names its revision: a store that lost the account's
+/// snapshot (a failover, an unreadable value) or holds an older one cannot show a role removed
+/// since, so the session is refused, and ended (a later snapshot does not bring it back).
+#[tokio::test]
+async fn a_session_whose_account_snapshot_was_lost_or_is_older_is_refused_and_ended() {
+    for (name, s) in stores(600).await {
+        let mut made = record("lost");
+        made.account.revision = Some(4);
+        let id = s.create(made.clone()).await.unwrap();
+        assert_eq!(
+            s.get(&id).await.unwrap(),
+            None,
+            "{name}: served without a snapshot"
+        );
+        assert!(
+            s.put_account(&snapshot("lost", 4, true, &[("r", None)]))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.get(&id).await.unwrap(),
+            None,
+            "{name}: a refused session came back"
+        );
+
+        let id = s.create(made.clone()).await.unwrap();
+        assert!(
+            s.get(&id).await.unwrap().is_some(),
+            "{name}: the snapshot is as new"
+        );
+        made.account.revision = Some(5);
+        let newer = s.create(made).await.unwrap();
+        assert_eq!(
+            s.get(&newer).await.unwrap(),
+            None,
+            "{name}: served from an older snapshot"
+        );
+    }
+}
+
+/// A purged account's snapshot is forgotten (no personal value stays in the store); its
+/// epoch stays.
+#[tokio::test]
+async fn a_dropped_account_snapshot_is_gone_but_its_epoch_stays() {
+    for (name, s) in stores(600).await {
+        let mut made = record("gone");
+        made.account.revision = Some(1);
+        assert!(
+            s.put_account(&snapshot("gone", 1, true, &[("r", None)]))
+                .await
+                .unwrap()
+        );
+        let id = s.create(made.clone()).await.unwrap();
+        assert!(s.get(&id).await.unwrap().is_some(), "{name}");
+        s.revoke_account("gone", Some(3)).await.unwrap();
+        s.drop_account("gone").await.unwrap();
+        // The snapshot is gone: a session made with one is refused for the lack of it ...
+        let again = s.create(made.clone()).await.unwrap();
+        assert_eq!(s.get(&again).await.unwrap(), None, "{name}");
+        // ... and the epoch still refuses an old session even with a snapshot back.
+        assert!(
+            s.put_account(&snapshot("gone", 9, true, &[]))
+                .await
+                .unwrap()
+        );
+        let old = s.create(made).await.unwrap();
+        assert_eq!(
+            s.get(&old).await.unwrap(),
+            None,
+            "{name}: the epoch was dropped too"
+        );
     }
 }
