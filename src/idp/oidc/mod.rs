@@ -30,68 +30,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use url::Url;
 
-/// Every claim that is not one of the crate's typed standard claims.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExtraClaims(serde_json::Map<String, serde_json::Value>);
-impl AdditionalClaims for ExtraClaims {}
+mod errors;
+mod keys;
+mod logout;
+mod types;
 
-impl From<serde_json::Map<String, serde_json::Value>> for ExtraClaims {
-    fn from(m: serde_json::Map<String, serde_json::Value>) -> Self {
-        Self(m)
-    }
-}
-
-/// Discovery fields the core metadata type does not carry.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ExtraMetadata {
-    #[serde(default)]
-    authorization_response_iss_parameter_supported: Option<bool>,
-    #[serde(default)]
-    end_session_endpoint: Option<Url>,
-}
-impl AdditionalProviderMetadata for ExtraMetadata {}
-
-type Metadata = ProviderMetadata<
-    ExtraMetadata,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
-type IdTokenFieldsX = IdTokenFields<
-    ExtraClaims,
-    EmptyExtraTokenFields,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
-type TokenResponseX = StandardTokenResponse<IdTokenFieldsX, CoreTokenType>;
-type Client = openidconnect::Client<
-    ExtraClaims,
-    CoreAuthDisplay,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJsonWebKey,
-    CoreAuthPrompt,
-    StandardErrorResponse<CoreErrorResponseType>,
-    TokenResponseX,
-    CoreTokenIntrospectionResponse,
-    CoreRevocableToken,
-    CoreRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointMaybeSet,
->;
+use errors::*;
+use keys::*;
+pub use types::ExtraClaims;
+use types::*;
 
 /// Claims that belong to the protocol, taken from the ID token and never overridden by userinfo.
 const ID_TOKEN_ONLY: &[&str] = &[
@@ -141,22 +88,6 @@ pub struct OidcProvider {
     keys_fresh_at: Mutex<Option<Instant>>,
 }
 
-/// Bounds on the refresh interval a provider's Cache-Control may ask for.
-const MIN_KEY_REFRESH: Duration = Duration::from_secs(5 * 60);
-const MAX_KEY_REFRESH: Duration = Duration::from_secs(24 * 3600);
-
-/// `max-age` of a Cache-Control header value, in seconds.
-fn max_age(header: Option<&str>) -> Option<u64> {
-    header?
-        .split(',')
-        .filter_map(|d| d.trim().strip_prefix("max-age="))
-        .find_map(|v| v.trim_matches('"').parse().ok())
-}
-
-/// A key set is a few kilobytes; a megabyte is far beyond any real one.
-const MAX_JWKS_BYTES: usize = 1024 * 1024;
-const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
-
 impl OidcProvider {
     pub fn new(conn: &ConnectionConfig, public_url: &Url, http: reqwest::Client) -> Self {
         let redirect = public_url
@@ -175,83 +106,6 @@ impl OidcProvider {
             last_jwks_fetch: Mutex::new(None),
             logout_jwks: RwLock::new(None),
             keys_fresh_at: Mutex::new(None),
-        }
-    }
-
-    fn mark_keys_fresh(&self) {
-        *self.keys_fresh_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-    }
-
-    /// Refuses to use keys older than `jwks_max_stale` (refreshes failing that long): better
-    /// no logins than trusting a key the provider may have withdrawn.
-    fn keys_not_stale(&self) -> Result<(), AdapterError> {
-        let at = *self.keys_fresh_at.lock().unwrap_or_else(|p| p.into_inner());
-        match at {
-            Some(t) if t.elapsed() > self.cfg.jwks_max_stale => {
-                tracing::error!(connection = %self.name, "the provider's keys could not be refreshed for longer than jwks_max_stale; refusing tokens");
-                Err(AdapterError::Unavailable(
-                    "the identity provider's signing keys are out of date".into(),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// One scheduled refresh: discovery again, then the JWKS (whose Cache-Control sets the
-    /// next interval). A key the provider withdrew is no longer trusted afterwards, by ID
-    /// tokens or logout tokens. Returns when to refresh next.
-    pub async fn refresh_keys_once(&self) -> Result<Duration, AdapterError> {
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|e| AdapterError::Unavailable(format!("issuer is not a URL: {e}")))?;
-        let metadata = Metadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| AdapterError::Unavailable(format!("discovery failed: {e}")))?;
-        let resp = self
-            .http
-            .get(metadata.jwks_uri().url().clone())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| AdapterError::Unavailable(format!("JWKS fetch failed: {e}")))?;
-        let next = max_age(
-            resp.headers()
-                .get(reqwest::header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok()),
-        )
-        .map(Duration::from_secs)
-        .unwrap_or(self.cfg.jwks_refresh_interval)
-        .clamp(MIN_KEY_REFRESH, MAX_KEY_REFRESH);
-        let bytes = crate::read_capped(resp, MAX_JWKS_BYTES)
-            .await
-            .map_err(|e| AdapterError::Unavailable(format!("JWKS fetch failed: {e}")))?;
-        let for_id_tokens: CoreJsonWebKeySet = serde_json::from_slice(&bytes)
-            .map_err(|e| AdapterError::Unavailable(format!("the JWKS is unreadable: {e}")))?;
-        let for_logout: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&bytes)
-            .map_err(|e| AdapterError::Unavailable(format!("the JWKS is unreadable: {e}")))?;
-        let d = Arc::new(self.build(metadata.set_jwks(for_id_tokens)));
-        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(d);
-        *self.logout_jwks.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(for_logout));
-        self.mark_keys_fresh();
-        Ok(next)
-    }
-
-    /// Refreshes keys on schedule while the server runs; a failure is retried after
-    /// `MIN_KEY_REFRESH`, with the last good keys kept (at most `jwks_max_stale`).
-    pub async fn refresh_keys_until_stopped(self: Arc<Self>) {
-        let mut next = self
-            .cfg
-            .jwks_refresh_interval
-            .clamp(MIN_KEY_REFRESH, MAX_KEY_REFRESH);
-        loop {
-            tokio::time::sleep(next).await;
-            next = match self.refresh_keys_once().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(connection = %self.name, error = %e, "key refresh failed; keeping the last good keys");
-                    MIN_KEY_REFRESH
-                }
-            };
         }
     }
 
@@ -486,29 +340,6 @@ impl OidcProvider {
         }
     }
 
-    fn may_refetch_jwks(&self) -> bool {
-        let mut last = self
-            .last_jwks_fetch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < self.cfg.jwks_refresh_min_interval) {
-            return false;
-        }
-        *last = Some(Instant::now());
-        true
-    }
-
-    /// Refetches the JWKS after an unknown `kid` (key rotation at the provider).
-    async fn refetch_jwks(&self, d: &Discovered) -> Result<Arc<Discovered>, AdapterError> {
-        tracing::info!(connection = %self.name, "ID token signed by an unknown key; refetching the JWKS");
-        let jwks = CoreJsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| AdapterError::Unavailable(format!("JWKS fetch failed: {e}")))?;
-        let fresh = Arc::new(self.build(d.metadata.clone().set_jwks(jwks)));
-        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
-        Ok(fresh)
-    }
-
     async fn userinfo(
         &self,
         d: &Discovered,
@@ -547,126 +378,4 @@ impl OidcProvider {
             )),
         }
     }
-
-    /// Verifies an OIDC Back-Channel Logout token; refetches the JWKS once (rate-limited) when
-    /// the token names a key we do not have.
-    pub async fn verify_logout_token(
-        &self,
-        token: &str,
-    ) -> Result<LogoutRequest, LogoutTokenError> {
-        let d = self
-            .discovered()
-            .await
-            .map_err(|e| LogoutTokenError::Invalid(e.to_string()))?;
-        self.keys_not_stale()
-            .map_err(|e| LogoutTokenError::Invalid(e.to_string()))?;
-        let algs: Vec<String> = self
-            .cfg
-            .allowed_algs
-            .iter()
-            .filter_map(|a| serde_json::to_value(a).ok()?.as_str().map(str::to_string))
-            .collect();
-        let expect = Expectations {
-            issuer: d.metadata.issuer().as_str(),
-            client_id: &self.cfg.client_id,
-            allowed_algs: &algs,
-            leeway_secs: self.cfg.clock_skew.as_secs(),
-        };
-        let cached = self
-            .logout_jwks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let kid = logout_token::key_id(token)?;
-        let has_key =
-            |set: &jsonwebtoken::jwk::JwkSet| kid.as_deref().is_none_or(|k| set.find(k).is_some());
-        let jwks = match cached {
-            Some(set) if has_key(&set) => set,
-            Some(set) if !self.may_refetch_jwks() => set,
-            _ => {
-                let resp = self
-                    .http
-                    .get(d.metadata.jwks_uri().url().clone())
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| {
-                        LogoutTokenError::Invalid(format!("cannot fetch the provider's keys: {e}"))
-                    })?;
-                let set: jsonwebtoken::jwk::JwkSet = crate::read_capped(resp, MAX_JWKS_BYTES)
-                    .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .ok_or_else(|| {
-                        LogoutTokenError::Invalid("the provider's JWKS is unreadable".into())
-                    })?;
-                let set = Arc::new(set);
-                *self.logout_jwks.write().unwrap_or_else(|p| p.into_inner()) = Some(set.clone());
-                set
-            }
-        };
-        logout_token::verify(token, &jwks, &expect)
-    }
-
-    /// The provider's RP-initiated logout URL, when it advertises one.
-    pub fn end_session_url(&self, post_logout_redirect: &Url) -> Option<Url> {
-        let d = self.cached()?;
-        let mut url = d
-            .metadata
-            .additional_metadata()
-            .end_session_endpoint
-            .clone()?;
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("post_logout_redirect_uri", post_logout_redirect.as_str());
-        Some(url)
-    }
-}
-
-enum IdTokenFailure {
-    Missing,
-    UnknownKey,
-    Invalid(String),
-}
-
-impl IdTokenFailure {
-    fn into_adapter(self) -> AdapterError {
-        match self {
-            Self::Missing => AdapterError::IdTokenMissing,
-            Self::UnknownKey => {
-                AdapterError::IdTokenInvalid("signed by a key the provider does not publish".into())
-            }
-            Self::Invalid(why) => AdapterError::IdTokenInvalid(why),
-        }
-    }
-}
-
-/// A short reason that names what failed without echoing token contents.
-fn describe_claims_error(e: &openidconnect::ClaimsVerificationError) -> String {
-    use openidconnect::ClaimsVerificationError as C;
-    match e {
-        // openidconnect reports a failed iat check as `Expired` with our own message.
-        C::Expired(m) if m == IAT_IN_FUTURE => m.clone(),
-        C::Expired(_) => "expired".into(),
-        C::InvalidAudience(_) => "wrong audience".into(),
-        C::InvalidIssuer(_) => "wrong issuer".into(),
-        C::InvalidNonce(_) => "wrong or missing nonce".into(),
-        C::InvalidSubject(_) => "subject does not match the ID token".into(),
-        C::InvalidAuthContext(_) | C::InvalidAuthTime(_) => "authentication context refused".into(),
-        C::SignatureVerification(s) => format!("signature refused: {s}"),
-        C::Unsupported(why) => format!("unsupported: {why}"),
-        C::Other(why) => why.clone(),
-        _ => "claims verification failed".into(),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

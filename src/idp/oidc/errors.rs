@@ -1,0 +1,51 @@
+//! Why an ID token was refused, in words an operator can act on.
+
+use super::*;
+
+pub(super) enum IdTokenFailure {
+    Missing,
+    UnknownKey,
+    Invalid(String),
+}
+
+impl IdTokenFailure {
+    pub(super) fn into_adapter(self) -> AdapterError {
+        match self {
+            Self::Missing => AdapterError::IdTokenMissing,
+            Self::UnknownKey => {
+                AdapterError::IdTokenInvalid("signed by a key the provider does not publish".into())
+            }
+            Self::Invalid(why) => AdapterError::IdTokenInvalid(why),
+        }
+    }
+}
+
+/// A short reason that names what failed without echoing token contents.
+pub(super) fn describe_claims_error(e: &openidconnect::ClaimsVerificationError) -> String {
+    use openidconnect::ClaimsVerificationError as C;
+    match e {
+        // openidconnect reports a failed iat check as `Expired` with our own message.
+        C::Expired(m) if m == IAT_IN_FUTURE => m.clone(),
+        C::Expired(_) => "expired".into(),
+        C::InvalidAudience(_) => "wrong audience".into(),
+        C::InvalidIssuer(_) => "wrong issuer".into(),
+        C::InvalidNonce(_) => "wrong or missing nonce".into(),
+        C::InvalidSubject(_) => "subject does not match the ID token".into(),
+        C::InvalidAuthContext(_) | C::InvalidAuthTime(_) => "authentication context refused".into(),
+        C::SignatureVerification(s) => format!("signature refused: {s}"),
+        C::Unsupported(why) => format!("unsupported: {why}"),
+        C::Other(why) => why.clone(),
+        _ => "claims verification failed".into(),
+    }
+}
+
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
