@@ -42,8 +42,8 @@ pub struct AppConfig {
 }
 
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
-/// nginx reads an auth_request answer's headers into one `proxy_buffer_size` (4k or 8k, a
-/// page): with the identity headers beside it, a 4 KiB token fits the smaller one.
+/// Proxies keep an answer's headers in a bounded buffer (nginx: one `proxy_buffer_size`, 4k or
+/// 8k by default, which the README's example raises to 16k), shared with the identity headers.
 const DEFAULT_MAX_HEADER_BYTES: usize = 4096;
 const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 
