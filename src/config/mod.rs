@@ -5,11 +5,13 @@
 //! key, the bad value (never a secret) and the fix. After [`Config::load`] the rest of the
 //! program only sees parsed, valid values.
 
+mod assertion;
 mod directory;
 mod raw;
 mod saml;
 mod secret;
 
+pub use assertion::{AppConfig, AssertionConfig};
 pub use saml::{MetadataSource, RequiredSignature, SamlConfig, SamlSubject};
 pub use secret::{Secret, SecretSource};
 
@@ -33,6 +35,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub sessions: SessionsConfig,
     pub connections: Vec<ConnectionConfig>,
+    /// The signed identity assertion of `/auth/verify` (keys, lifetime, bounds).
+    pub assertion: AssertionConfig,
+    /// The apps behind the proxy (`[[app]]`), by host.
+    pub apps: Vec<AppConfig>,
 }
 
 #[derive(Debug, Clone)]

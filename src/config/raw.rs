@@ -17,6 +17,10 @@ pub(super) struct RawConfig {
     sessions: RawSessions,
     #[serde(default)]
     connection: Vec<RawConnection>,
+    #[serde(default)]
+    assertion: super::assertion::RawAssertion,
+    #[serde(default)]
+    app: Vec<super::assertion::RawApp>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -455,6 +459,8 @@ impl RawConfig {
             }
         }
 
+        let (assertion, apps) = super::assertion::validate(&mut c, self.assertion, self.app);
+
         if !c.0.is_empty() {
             return Err(c.0);
         }
@@ -489,6 +495,8 @@ impl RawConfig {
                 revocation_window,
             },
             connections,
+            assertion,
+            apps,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! metrics and readiness on the operator listener ([`operator`]). Handlers are thin: they parse
 //! input, call the pipeline (adapter -> mapping -> provisioning -> session) and render.
 
+mod assertion;
 mod backchannel;
 mod cookies;
 pub mod errors;
@@ -30,6 +31,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use assertion::header_for as assertion_header;
 pub use forward_auth::current_session;
 
 /// Everything a handler needs, shared by all workers.
@@ -45,6 +47,8 @@ pub struct AppState {
     pub failures: Arc<crate::audit::failures::FailureAggregator>,
     /// Set once a stop was requested (SIGTERM): `/readyz` answers 503 from then on.
     pub stopping: shutdown::Stopping,
+    /// Signs the identity assertion of `/auth/verify` and publishes its keys.
+    pub assertions: Arc<crate::assertion::Assertions>,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -280,7 +284,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             tracing::warn!(redirect_uri = %p.redirect_uri(), "provider not reachable at start; will retry");
         }
     }
+    let assertions = Arc::new(crate::assertion::Assertions::new(
+        &config.server.public_url,
+        &config.assertion,
+        &config.apps,
+    ));
     Ok(AppState {
+        assertions,
         config: Arc::new(config),
         db,
         sessions,
@@ -326,6 +336,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .route("/logout", web::post().to(logout::confirm))
         .route("/logged-out", web::get().to(logout::after_idp))
         .route("/auth/verify", web::get().to(forward_auth::verify))
+        .route("/.well-known/jwks.json", web::get().to(assertion::jwks))
         .route(
             "/backchannel-logout/{connection}",
             web::post().to(backchannel::logout),

@@ -228,6 +228,8 @@ pub struct Options {
     pub directory: Option<String>,
     /// Body of `[sessions]` instead of the suite's (e.g. a private Redis).
     pub sessions: Option<String>,
+    /// Top-level tables appended to the file (e.g. `[assertion]`, `[[app]]`).
+    pub extra_toml: String,
 }
 
 impl Default for Options {
@@ -240,6 +242,7 @@ impl Default for Options {
             client_extra: json!({}),
             directory: None,
             sessions: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -336,6 +339,7 @@ jwks_refresh_min_interval = "1s"
     } else {
         toml
     };
+    let toml = format!("{toml}\n{}\n", opts.extra_toml);
     let config = Config::from_toml_and_env("test", &toml, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
     let operator = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,5 +1,6 @@
 //! One integration test binary (one link step), one file per feature.
 
+mod assertion;
 mod backchannel;
 mod bad_input;
 mod cli;
