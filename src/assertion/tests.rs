@@ -51,6 +51,7 @@ fn alice() -> AccountSnapshot {
         display_name: Some("Alice".into()),
         roles: vec!["admin".into(), "staff".into(), "wiki-editor".into()],
         version: 1,
+        revision: Some(1),
     }
 }
 

@@ -336,6 +336,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .route("/logout", web::post().to(logout::confirm))
         .route("/logged-out", web::get().to(logout::after_idp))
         .route("/auth/verify", web::get().to(forward_auth::verify))
+        // Envoy's ext_authz appends the original path to its `path_prefix`.
+        .route(
+            "/auth/verify/{tail:.*}",
+            web::get().to(forward_auth::verify),
+        )
         .route("/.well-known/jwks.json", web::get().to(assertion::jwks))
         .route(
             "/backchannel-logout/{connection}",

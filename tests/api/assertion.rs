@@ -218,7 +218,7 @@ async fn both_keys_are_published_without_their_private_parts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_are_cached_per_session_and_a_role_change_signs_a_new_one() {
     let app = spawn().await;
-    let (b, id) = login(&app, "alice").await;
+    let (b, _) = login(&app, "alice").await;
     let (_, t1) = verify(&app, &b, WIKI).await;
     let (_, t2) = verify(&app, &b, WIKI).await;
     assert_eq!(t1, t2, "two verifies in a row reuse the signed token");
@@ -232,29 +232,47 @@ async fn tokens_are_cached_per_session_and_a_role_change_signs_a_new_one() {
     assert!(sid1.as_str().is_some_and(|s| s.len() == 32), "{sid1}");
     assert_ne!(pyjwt(&app, &other, WIKI_AUD).await["claims"]["sid"], sid1);
 
-    // The roles of a live session change (a grant expired; the account snapshot that
-    // /auth/verify reads carries it): the same session and app get a new token at once.
-    let record = app.state.sessions.get(&id).await.unwrap().unwrap();
-    let mut changed = record.account.clone();
-    changed.roles.retain(|r| r != "admin");
-    changed.roles.push("wiki-editor".into());
-    let host = Some(WIKI);
-    let t3 = app
-        .state
-        .assertions
-        .for_request(host, &id.store_key(), &changed)
-        .unwrap();
-    assert_ne!(&*t3, t1.as_str());
-    let v = pyjwt(&app, &t3, WIKI_AUD).await;
-    assert_eq!(v["claims"]["roles"], json!(["wiki-editor"]), "{v}");
+    // The roles of a live session change (an admin's grant, then its removal, through the
+    // apply path and the account snapshot that /auth/verify reads): the same session and app
+    // get a new token at once, and the old one is not served again.
+    let role = jitbridge::mapping::RoleName::parse("wiki-editor").unwrap();
+    let app = &app;
+    let change = |grant: bool| {
+        let role = role.clone();
+        async move {
+            let state = app
+                .db(move |c| {
+                    let change = if grant {
+                        jitbridge::lifecycle::roles::RoleChange::Grant {
+                            role: &role,
+                            until: None,
+                            reason: "test",
+                        }
+                    } else {
+                        jitbridge::lifecycle::roles::RoleChange::Remove {
+                            role: &role,
+                            reason: "test",
+                        }
+                    };
+                    jitbridge::accounts::change_role(c, "alice", change, "test").unwrap()
+                })
+                .await;
+            app.state.sessions.put_account(&state).await.unwrap();
+        }
+    };
+    change(true).await;
+    let (_, t3) = verify(app, &b, WIKI).await;
+    let t3 = t3.unwrap();
+    assert_ne!(t3, t1);
+    let v = pyjwt(app, &t3, WIKI_AUD).await;
+    assert_eq!(v["claims"]["roles"], json!(["admin", "wiki-editor"]), "{v}");
     assert_eq!(v["claims"]["sid"], sid1, "the same session");
-    // And back: the session's own roles again, signed anew, not the stale first token.
-    let (_, t4) = verify(&app, &b, WIKI).await;
+    change(false).await;
+    let (_, t4) = verify(app, &b, WIKI).await;
     let t4 = t4.unwrap();
-    assert_ne!(t4, t1);
-    assert_ne!(t4.as_str(), &*t3);
+    assert_ne!(t4, t3, "the token with the removed role is served again");
     assert_eq!(
-        pyjwt(&app, &t4, WIKI_AUD).await["claims"]["roles"],
+        pyjwt(app, &t4, WIKI_AUD).await["claims"]["roles"],
         json!(["admin"])
     );
 }
