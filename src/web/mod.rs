@@ -10,6 +10,8 @@ mod login;
 mod logout;
 mod metrics;
 mod operator;
+mod pending;
+pub mod ratelimit;
 pub mod redirect;
 mod saml;
 mod shutdown;
@@ -45,6 +47,10 @@ pub struct AppState {
     pub failures: Arc<crate::audit::failures::FailureAggregator>,
     /// Set once a stop was requested (SIGTERM): `/readyz` answers 503 from then on.
     pub stopping: shutdown::Stopping,
+    /// Per-address rate limits of the login endpoints.
+    pub limits: Arc<ratelimit::RateLimits>,
+    /// Seals and opens the login state kept in browsers' cookies.
+    pub sealer: crate::session::sealed::Sealer,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -208,6 +214,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         });
     }
 
+    let limits = Arc::new(ratelimit::RateLimits::new(
+        &config.server.rate_limits,
+        &config.server.trusted_proxies,
+    ));
+    tokio::spawn(limits.clone().sweep_until_stopped());
+    if config.server.state_key_ephemeral {
+        tracing::info!(
+            "no server.state_key configured: logins are sealed with a key of this process \
+             (logins under way when it restarts must start again)"
+        );
+    }
+    let sealer = crate::session::sealed::Sealer::new(config.server.state_keys.clone());
+
     let failures = Arc::new(crate::audit::failures::FailureAggregator::default());
     tokio::spawn(failures.clone().flush_until_stopped(db.clone()));
     tokio::spawn(crate::session::revocations::follow_until_stopped(
@@ -288,6 +307,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         saml,
         failures,
         stopping: Default::default(),
+        limits,
+        sealer,
     })
 }
 
