@@ -12,8 +12,8 @@
 //!
 //! A browser holds at most [`MAX_PENDING`] of them: starting one more drops the oldest, so a
 //! page that sends a browser to `/login` in a loop cannot grow its cookie header without
-//! bound. The value is `<created_at>.<sealed>`; the clear-text time only orders cookies for
-//! that purpose, the sealed one inside is the authority.
+//! bound. The value is `<unix milliseconds>.<sealed>`; the clear-text time only orders
+//! cookies for that purpose, the sealed login's own times are the authority.
 
 use super::errors::{LoginError, StateRefused};
 use super::{AppState, cookies};
@@ -44,7 +44,8 @@ pub(super) fn new_login(
 }
 
 fn value(state: &AppState, st: &str, login: &PendingLogin) -> String {
-    format!("{}.{}", login.created_at, state.sealer.seal(st, login))
+    let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    format!("{ms}.{}", state.sealer.seal(st, login))
 }
 
 /// The cookie of a login whose IdP answers with a top-level GET (OIDC, SAML logout).
@@ -81,7 +82,7 @@ pub(super) fn evict_oldest(req: &HttpRequest, state: &AppState) -> Vec<Cookie<'s
     let Ok(all) = req.cookies() else {
         return Vec::new();
     };
-    let mut pending: Vec<(i64, String)> = all
+    let mut pending: Vec<(i128, String)> = all
         .iter()
         .filter(|c| c.name().starts_with(&prefix))
         .map(|c| {
@@ -90,7 +91,7 @@ pub(super) fn evict_oldest(req: &HttpRequest, state: &AppState) -> Vec<Cookie<'s
                 .value()
                 .split_once('.')
                 .and_then(|(t, _)| t.parse().ok())
-                .unwrap_or(i64::MIN);
+                .unwrap_or(i128::MIN);
             (at, c.name().to_string())
         })
         .collect();
