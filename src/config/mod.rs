@@ -7,11 +7,13 @@
 
 mod assertion;
 mod directory;
+mod limits;
 mod raw;
 mod saml;
 mod secret;
 
 pub use assertion::{AppConfig, AssertionConfig};
+pub use limits::{Rate, RateLimitsConfig};
 pub use saml::{MetadataSource, RequiredSignature, SamlConfig, SamlSubject};
 pub use secret::{Secret, SecretSource};
 
@@ -52,6 +54,13 @@ pub struct ServerConfig {
     pub max_saml_verifications: usize,
     /// Host names (besides the public URL's) that `rd` may redirect to after login.
     pub allowed_redirect_hosts: Vec<String>,
+    /// Peers whose `X-Forwarded-For` names the client (for rate limits).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub rate_limits: RateLimitsConfig,
+    /// Keys that seal login state into the browser's cookie; the first seals, all open.
+    pub state_keys: Vec<crate::session::sealed::StateKey>,
+    /// No key was configured: this process drew its own (in-process sessions only).
+    pub state_key_ephemeral: bool,
     pub cookie: CookieConfig,
 }
 

@@ -34,6 +34,10 @@ struct RawServer {
     #[serde(default)]
     allowed_redirect_hosts: Vec<String>,
     cookie_domain: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    rate_limits: Option<super::limits::RawRateLimits>,
+    state_key: Option<super::limits::RawStateKeys>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -326,6 +330,8 @@ impl RawConfig {
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect();
+        let trusted_proxies = super::limits::trusted_proxies(&mut c, &self.server.trusted_proxies);
+        let rate_limits = super::limits::rate_limits(&mut c, self.server.rate_limits);
 
         // [database]
         let db_url = match &self.database.url {
@@ -425,6 +431,9 @@ impl RawConfig {
             );
         }
 
+        let (state_keys, state_key_ephemeral) =
+            super::limits::state_keys(&mut c, self.server.state_key.as_ref(), store);
+
         // [[connection]]
         let mut names = BTreeSet::new();
         let mut connections = Vec::new();
@@ -472,6 +481,10 @@ impl RawConfig {
                 workers,
                 max_saml_verifications,
                 allowed_redirect_hosts,
+                trusted_proxies,
+                rate_limits,
+                state_keys,
+                state_key_ephemeral,
                 cookie: CookieConfig {
                     name: cookie_name.into(),
                     domain,

@@ -11,6 +11,8 @@ mod login;
 mod logout;
 mod metrics;
 mod operator;
+mod pending;
+pub mod ratelimit;
 pub mod redirect;
 mod saml;
 mod shutdown;
@@ -49,6 +51,10 @@ pub struct AppState {
     pub stopping: shutdown::Stopping,
     /// Signs the identity assertion of `/auth/verify` and publishes its keys.
     pub assertions: Arc<crate::assertion::Assertions>,
+    /// Per-address rate limits of the login endpoints.
+    pub limits: Arc<ratelimit::RateLimits>,
+    /// Seals and opens the login state kept in browsers' cookies.
+    pub sealer: crate::session::sealed::Sealer,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -212,6 +218,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         });
     }
 
+    let limits = Arc::new(ratelimit::RateLimits::new(
+        &config.server.rate_limits,
+        &config.server.trusted_proxies,
+    ));
+    tokio::spawn(limits.clone().sweep_until_stopped());
+    if config.server.state_key_ephemeral {
+        tracing::info!(
+            "no server.state_key configured: logins are sealed with a key of this process \
+             (logins under way when it restarts must start again)"
+        );
+    }
+    let sealer = crate::session::sealed::Sealer::new(config.server.state_keys.clone());
+
     let failures = Arc::new(crate::audit::failures::FailureAggregator::default());
     tokio::spawn(failures.clone().flush_until_stopped(db.clone()));
     tokio::spawn(crate::session::revocations::follow_until_stopped(
@@ -298,6 +317,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         saml,
         failures,
         stopping: Default::default(),
+        limits,
+        sealer,
     })
 }
 

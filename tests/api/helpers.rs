@@ -21,6 +21,17 @@ pub use crate::oidc_flow::oidc_login_until_callback;
 pub const CONNECTION: &str = "test";
 pub const CLIENT_ID: &str = "jitbridge-test";
 pub const CLIENT_SECRET: &str = "jitbridge-test-secret-0123456789";
+/// The suite's `server.state_key` (Redis sessions require one; replicas share it).
+pub const STATE_KEY: &str = "5e0c1b2a39485766a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0a1b2";
+
+/// The `state_key` line of `[server]`, unless the test's own server keys set one.
+pub fn state_key_toml(extra_server: &str) -> String {
+    if extra_server.contains("state_key") {
+        String::new()
+    } else {
+        format!("state_key = \"{STATE_KEY}\"")
+    }
+}
 
 pub fn pg_base() -> String {
     std::env::var("JB_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
@@ -309,6 +320,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
 [server]
 public_url = "{base}"
 workers = 2
+{state_key}
 {extra_server}
 [database]
 url = "{db}"
@@ -326,6 +338,7 @@ jwks_refresh_min_interval = "1s"
 {mapping}
 "#,
         extra_server = opts.extra_server,
+        state_key = state_key_toml(opts.extra_server),
         db = db.url,
         issuer = op.issuer,
         mapping = opts.mapping,
