@@ -170,6 +170,13 @@ impl Assertions {
 
 /// The session's roles an app gets: all without a filter, else those matching one of its
 /// patterns (see [`crate::wildcard`]), in the session's order.
+/// Whether a session with `roles` may use `app` (its `allowed_roles`; none: every session).
+pub fn admits(app: &crate::config::AppConfig, roles: &[String]) -> bool {
+    app.allowed_roles
+        .as_deref()
+        .is_none_or(|allowed| !filter_roles(roles, Some(allowed)).is_empty())
+}
+
 pub fn filter_roles<'a>(roles: &'a [String], filter: Option<&[String]>) -> Vec<&'a str> {
     roles
         .iter()

@@ -39,6 +39,11 @@ pub struct AppConfig {
     pub audience: String,
     /// Role names or `*` patterns; only matching roles go into the assertion. `None`: all.
     pub roles: Option<Vec<String>>,
+    /// Role names or `*` patterns of which a session must hold one for this app: without,
+    /// `/auth/verify` answers 403 for the app's host and signs nothing, whatever the proxy's
+    /// `?allowed_roles` says (anyone can call `/auth/verify` with any Host). `None`: anyone
+    /// with a session.
+    pub allowed_roles: Option<Vec<String>>,
 }
 
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -71,6 +76,7 @@ pub(super) struct RawApp {
     host: Option<String>,
     audience: Option<String>,
     roles: Option<Vec<String>>,
+    allowed_roles: Option<Vec<String>>,
 }
 
 pub(super) fn validate(
@@ -172,6 +178,7 @@ pub(super) fn validate(
 
     let mut apps = Vec::new();
     let mut hosts = BTreeSet::new();
+    let mut audiences = BTreeSet::new();
     for (i, a) in raw_apps.into_iter().enumerate() {
         let host = a.host.as_deref().map(|h| h.trim().to_ascii_lowercase());
         let key = match host.as_deref().filter(|h| !h.is_empty()) {
@@ -227,11 +234,34 @@ pub(super) fn validate(
                 "list role names or patterns with * (e.g. \"app-*\"); remove the key for all roles",
             );
         }
+        if let Some(allowed) = &a.allowed_roles
+            && (allowed.is_empty() || allowed.iter().any(|r| r.trim().is_empty()))
+        {
+            c.push(
+                format!("{key}.allowed_roles"),
+                None,
+                "is empty or has an empty entry",
+                "list the role names or patterns with * of which a session must hold one; remove the key to let every session in",
+            );
+        }
+        let audience = match audience {
+            Some(aud) if !audiences.insert(aud.clone()) => {
+                c.push(
+                    format!("{key}.audience"),
+                    Some(&aud),
+                    "is configured for two apps (a token for one would be accepted by the other)",
+                    "give each app its own audience",
+                );
+                None
+            }
+            other => other,
+        };
         if let (Some(host), Some(audience)) = (host, audience) {
             apps.push(AppConfig {
                 host,
                 audience,
                 roles: a.roles,
+                allowed_roles: a.allowed_roles,
             });
         }
     }

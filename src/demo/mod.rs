@@ -142,6 +142,7 @@ fn with_ephemeral_assertion_key(mut config: Config, addr: SocketAddr) -> anyhow:
             host,
             audience: audience.clone(),
             roles: None,
+            allowed_roles: None,
         })
         .collect();
     Ok(config)

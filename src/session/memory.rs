@@ -211,6 +211,12 @@ impl MemoryStore {
         }
     }
 
+    pub(super) async fn was_used(&self, key: &str) -> Result<bool, SessionError> {
+        let now = unix_now();
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        Ok(inner.seen_once.get(key).is_some_and(|until| *until > now))
+    }
+
     pub(super) async fn ping(&self) -> Result<(), SessionError> {
         Ok(())
     }

@@ -307,6 +307,12 @@ impl SessionStore {
         dispatch!(self, s => s.first_use(&hash_key(key), ttl).await)
     }
 
+    /// Whether `key` is recorded (see [`Self::first_use`]), without recording it: for a check
+    /// whose mark must wait until the work it guards succeeded.
+    pub async fn was_used(&self, key: &str) -> Result<bool, SessionError> {
+        dispatch!(self, s => s.was_used(&hash_key(key)).await)
+    }
+
     /// A live round trip, for `/readyz` and start-up validation.
     pub async fn ping(&self) -> Result<(), SessionError> {
         dispatch!(self, s => s.ping().await)

@@ -255,6 +255,11 @@ impl RedisStore {
         Ok(set.is_some())
     }
 
+    pub(super) async fn was_used(&self, key: &str) -> Result<bool, SessionError> {
+        let mut conn = self.conn.clone();
+        conn.exists(self.key("o", key)).await.map_err(unavailable)
+    }
+
     pub(super) async fn ping(&self) -> Result<(), SessionError> {
         let mut conn = self.conn.clone();
         redis::cmd("PING")

@@ -4,9 +4,10 @@
 
 use super::AppState;
 use super::errors::{LoginError, cause_chain};
+use super::ratelimit::Class;
 use crate::audit::{self, Event, Outcome};
 use crate::lifecycle::idp::{EndError, IdpEnded, end_idp_sessions};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -37,8 +38,31 @@ async fn audit_result(
     }
 }
 
+/// A refused logout request, audited through the failure aggregator: the first of each
+/// reason, connection and minute in full, the rest counted (strangers can send these without
+/// bound).
+async fn audit_refusal(
+    state: &AppState,
+    connection: &str,
+    reason: &'static str,
+    details: serde_json::Value,
+) {
+    let now = crate::session::unix_now();
+    if state
+        .failures
+        .note("logout.backchannel", reason, Some(connection), now)
+    {
+        let mut details = details;
+        if let serde_json::Value::Object(m) = &mut details {
+            m.insert("reason".into(), json!(reason));
+        }
+        audit_result(state, connection, Outcome::Failure, details).await;
+    }
+}
+
 #[tracing::instrument(skip_all, fields(connection = %path))]
 pub async fn logout(
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     form: web::Form<LogoutForm>,
@@ -49,46 +73,48 @@ pub async fn logout(
             json!({ "error": "invalid_request", "error_description": "unknown connection" }),
         );
     };
+    // IdP-initiated logout shares the SLO class of the rate limits.
+    if let Err(limited) = state.limits.check(Class::Slo, &req) {
+        audit_refusal(&state, &connection, limited.class.reason(), json!({})).await;
+        return HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", limited.retry_after.to_string()))
+            .insert_header(("Cache-Control", "no-store"))
+            .json(json!({ "error": "temporarily_unavailable", "error_description": "too many requests" }));
+    }
     let Some(token) = form.logout_token.as_deref().filter(|t| !t.is_empty()) else {
-        audit_result(
-            &state,
-            &connection,
-            Outcome::Failure,
-            json!({ "reason": "logout_token missing" }),
-        )
-        .await;
+        audit_refusal(&state, &connection, "logout_token_missing", json!({})).await;
         return refuse("logout_token is missing");
     };
-    let req = match provider.verify_logout_token(token).await {
+    let lr = match provider.verify_logout_token(token).await {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(reason = %e, "logout token refused");
-            audit_result(
+            audit_refusal(
                 &state,
                 &connection,
-                Outcome::Failure,
-                json!({ "reason": e.to_string() }),
+                "logout_token_invalid",
+                json!({ "why": e.to_string() }),
             )
             .await;
             return refuse(&e.to_string());
         }
     };
+    let ended = match (lr.sid.as_deref(), lr.sub.as_deref()) {
+        (Some(sid), _) => IdpEnded::OidcSession { sid },
+        (None, Some(subject)) => IdpEnded::Subject { subject },
+        // The token check requires a sid or a sub.
+        (None, None) => return refuse("the logout token names neither sid nor sub"),
+    };
+    let replay_key = format!("bcl\u{0}{connection}\u{0}{}", lr.jti);
     let ttl =
-        Duration::from_secs((req.exp - crate::session::unix_now()).clamp(60, 86_400) as u64 + 300);
-    match state
-        .sessions
-        .first_use(&format!("bcl\u{0}{connection}\u{0}{}", req.jti), ttl)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            audit_result(
-                &state,
-                &connection,
-                Outcome::Failure,
-                json!({ "reason": "replayed logout token" }),
-            )
-            .await;
+        Duration::from_secs((lr.exp - crate::session::unix_now()).clamp(60, 86_400) as u64 + 300);
+    // A token is used once. Checked before the sessions end, marked only once they did: a
+    // failure (the store or the database down) must leave the IdP's retry of the same token
+    // welcome, or the sessions would never end.
+    match state.sessions.was_used(&replay_key).await {
+        Ok(false) => {}
+        Ok(true) => {
+            audit_refusal(&state, &connection, "logout_token_replayed", json!({})).await;
             return refuse("this logout token was already used");
         }
         Err(e) => {
@@ -97,16 +123,13 @@ pub async fn logout(
                 .json(json!({ "error": "temporarily_unavailable" }));
         }
     }
-    let ended = match (req.sid.as_deref(), req.sub.as_deref()) {
-        (Some(sid), _) => IdpEnded::OidcSession { sid },
-        (None, Some(subject)) => IdpEnded::Subject { subject },
-        // The token check requires a sid or a sub.
-        (None, None) => return refuse("the logout token names neither sid nor sub"),
-    };
-    let revoked = end_idp_sessions(&state.db, &state.sessions, &connection, ended).await;
-    match revoked {
+    match end_idp_sessions(&state.db, &state.sessions, &connection, ended).await {
         Ok(n) => {
-            audit_result(&state, &connection, Outcome::Success, json!({ "sessions_revoked": n, "by": if req.sid.is_some() { "sid" } else { "sub" } })).await;
+            if let Err(e) = state.sessions.first_use(&replay_key, ttl).await {
+                // The sessions ended; a replay could only end them again.
+                tracing::warn!(error = %cause_chain(&e), "cannot mark a logout token as used");
+            }
+            audit_result(&state, &connection, Outcome::Success, json!({ "sessions_revoked": n, "by": if lr.sid.is_some() { "sid" } else { "sub" } })).await;
             HttpResponse::Ok()
                 .insert_header(("Cache-Control", "no-store"))
                 .finish()

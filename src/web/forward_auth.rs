@@ -51,6 +51,16 @@ pub async fn verify(
             );
         }
     };
+    // The app's own rule first: the Host is the caller's to choose, the query the proxy's.
+    if let Some(app) =
+        super::assertion::request_host(&req).and_then(|h| state.assertions.app_for_host(h))
+        && !crate::assertion::admits(app, &record.account.roles)
+    {
+        return plain(
+            HttpResponse::Forbidden(),
+            "the session lacks a required role",
+        );
+    }
     if let Some(allowed) = q.allowed_roles.as_deref().filter(|a| !a.is_empty()) {
         let ok = allowed
             .split(',')

@@ -71,6 +71,22 @@ pub enum ClientKey {
     V6Prefix(u64),
 }
 
+/// The coarser network a key's bucket falls back to while the map is full.
+pub trait Coarse {
+    fn coarse(&self) -> Self;
+}
+
+impl Coarse for ClientKey {
+    /// IPv4 /24, IPv6 /48: a flood from fresh addresses of one network (a /48 holds 65,536
+    /// /64s) shares its network's bucket, and clients elsewhere keep buckets of their own.
+    fn coarse(&self) -> Self {
+        match *self {
+            Self::V4(a) => Self::V4(a & !0xff),
+            Self::V6Prefix(p) => Self::V6Prefix(p & !0xffff),
+        }
+    }
+}
+
 impl ClientKey {
     pub fn of(ip: IpAddr) -> Self {
         match ip {
@@ -138,16 +154,19 @@ pub struct BoundedStore<K> {
 struct Inner<K> {
     /// Theoretical arrival time per key, in nanoseconds since the limiter's start.
     tats: HashMap<K, u64>,
-    /// The bucket new keys share while the map is full.
-    overflow: u64,
+    /// While the map is full, new keys share their network's bucket (see [`Coarse`]), at most
+    /// `cap / 4` networks; beyond that, one last bucket.
+    overflow: HashMap<K, u64>,
+    last_resort: u64,
 }
 
-impl<K: Hash + Eq + Clone> BoundedStore<K> {
+impl<K: Hash + Eq + Clone + Coarse> BoundedStore<K> {
     pub fn new(cap: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 tats: HashMap::new(),
-                overflow: 0,
+                overflow: HashMap::new(),
+                last_resort: 0,
             }),
             cap,
         }
@@ -158,7 +177,7 @@ impl<K: Hash + Eq + Clone> BoundedStore<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
+impl<K: Hash + Eq + Clone + Coarse> StateStore for BoundedStore<K> {
     type Key = K;
 
     fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
@@ -177,17 +196,29 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
             inner.tats.insert(key.clone(), next.into());
             return Ok(t);
         }
-        let (t, next) = f(known(inner.overflow))?;
-        inner.overflow = next.into();
+        let network = key.coarse();
+        if let Some(tat) = inner.overflow.get_mut(&network) {
+            let (t, next) = f(known(*tat))?;
+            *tat = next.into();
+            return Ok(t);
+        }
+        if inner.overflow.len() < (self.cap / 4).max(1) {
+            let (t, next) = f(None)?;
+            inner.overflow.insert(network, next.into());
+            return Ok(t);
+        }
+        let (t, next) = f(known(inner.last_resort))?;
+        inner.last_resort = next.into();
         Ok(t)
     }
 }
 
-impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
+impl<K: Hash + Eq + Clone + Coarse> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
     fn retain_recent(&self, drop_below: Nanos) {
         let below: u64 = drop_below.into();
         let mut inner = self.lock();
         inner.tats.retain(|_, tat| *tat > below);
+        inner.overflow.retain(|_, tat| *tat > below);
         if inner.tats.len() < self.cap / 2 {
             inner.tats.shrink_to(self.cap / 2);
         }

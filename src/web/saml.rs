@@ -285,14 +285,10 @@ async fn slo_inner(
         .clone()
         .filter(|i| !i.is_empty())
         .ok_or_else(|| bad("it has no ID"))?;
-    if !state
-        .sessions
-        .first_use(
-            &format!("saml-logout\u{0}{}\u{0}{lr_id}", p.name()),
-            Duration::from_secs(900),
-        )
-        .await?
-    {
+    // Used once: checked now, marked once the sessions ended (a failure must leave the IdP's
+    // retry of the same request welcome).
+    let replay_key = format!("saml-logout\u{0}{}\u{0}{lr_id}", p.name());
+    if state.sessions.was_used(&replay_key).await? {
         return Err(LoginError::Replayed);
     }
     let name_id = lr
@@ -317,6 +313,15 @@ async fn slo_inner(
         }
     };
     let revoked = end_idp_sessions(&state.db, &state.sessions, p.name(), ended).await;
+    if revoked.is_ok()
+        && let Err(e) = state
+            .sessions
+            .first_use(&replay_key, Duration::from_secs(900))
+            .await
+    {
+        // The sessions ended; a replay could only end them again.
+        tracing::warn!(error = %e, "cannot mark a LogoutRequest as used");
+    }
     let status = match &revoked {
         Ok(_) => STATUS_SUCCESS,
         Err(_) => STATUS_RESPONDER,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 const WIKI: &str = "wiki.example.test";
+const FINANCE: &str = "finance.example.test";
 const WIKI_AUD: &str = "https://wiki.example.test";
 const ALL: &str = "all.example.test";
 const ALL_AUD: &str = "all-roles";
@@ -38,6 +39,10 @@ roles = ["admin", "wiki-*"]
 [[app]]
 host = "{ALL}"
 audience = "{ALL_AUD}"
+[[app]]
+host = "{FINANCE}"
+audience = "https://finance.example.test"
+allowed_roles = ["finance"]
 "#
     )
 }
@@ -95,7 +100,7 @@ async fn verify(app: &TestApp, b: &Browser, host: &str) -> (reqwest::Response, O
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert!([200, 403].contains(&r.status().as_u16()), "{}", r.status());
     let token = r
         .headers()
         .get("x-jitbridge-assertion")
@@ -316,4 +321,39 @@ async fn hundreds_of_groups_are_filtered_first_and_an_oversized_token_is_omitted
     let v = pyjwt(&app, &token, WIKI_AUD).await;
     assert_eq!(v["claims"]["roles"], json!(["wiki-editor"]), "{v}");
     assert_eq!(v["claims"]["preferred_username"], "carol");
+}
+
+/// Regression (review): anyone with a session could ask `/auth/verify` for any app's host
+/// (the Host and the `?allowed_roles` query are the caller's to choose) and get a signed
+/// assertion for an app whose proxy requires a role the person lacks. An app's own
+/// `allowed_roles` now gates the answer and the signature.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_without_the_apps_role_gets_no_assertion_for_it_whatever_the_query() {
+    let app = spawn().await;
+    let (b, _) = login(&app, "alice").await;
+    let (r, token) = verify(&app, &b, FINANCE).await;
+    assert_eq!(
+        r.status(),
+        403,
+        "a session without the app's role was let in"
+    );
+    assert_eq!(
+        token, None,
+        "an assertion was signed for an app the person may not use"
+    );
+    let state = app
+        .db(|c| {
+            let role = jitbridge::mapping::RoleName::parse("finance").unwrap();
+            let change = jitbridge::lifecycle::roles::RoleChange::Grant {
+                role: &role,
+                until: None,
+                reason: "test",
+            };
+            jitbridge::accounts::change_role(c, "alice", change, "test").unwrap()
+        })
+        .await;
+    app.state.sessions.put_account(&state).await.unwrap();
+    let (r, token) = verify(&app, &b, FINANCE).await;
+    assert_eq!(r.status(), 200);
+    assert!(token.is_some());
 }

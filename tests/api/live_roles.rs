@@ -76,7 +76,8 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     if uses_redis() {
         c.env("JITBRIDGE_SESSIONS__STORE", "redis")
             .env("JITBRIDGE_SESSIONS__REDIS_URL", redis_url())
-            .env("JITBRIDGE_SESSIONS__KEY_PREFIX", &sessions.key_prefix);
+            .env("JITBRIDGE_SESSIONS__KEY_PREFIX", &sessions.key_prefix)
+            .env("JITBRIDGE_SERVER__STATE_KEY", STATE_KEY);
     }
     let out = c.output().unwrap();
     assert!(

@@ -151,3 +151,25 @@ fn a_full_map_is_swept_of_refilled_buckets_before_new_addresses_share_one() {
     assert_eq!(l.check(ClientKey::V4(100)), Ok(()));
     assert_eq!(l.tracked(), 1);
 }
+
+/// Regression (review): while the map was full, every new client shared one bucket, so a
+/// flood from fresh /64s of one IPv6 /48 (65,536 keys) stopped logins for everyone. New keys
+/// now share their network's bucket: the flood throttles itself, others keep going.
+#[test]
+fn a_flood_from_one_network_filling_the_map_does_not_throttle_other_networks() {
+    let cap = 1_000;
+    let (l, clock) = limiter(5, 1.0, cap);
+    let flood = |i: u64| ClientKey::V6Prefix(0x2001_0db8_0001_0000 + i);
+    for i in 0..5_000u64 {
+        let _ = l.check(flood(i));
+        clock.advance(Duration::from_micros(10));
+    }
+    assert!(l.tracked() <= cap);
+    // The flood's own network is throttled as one ...
+    assert!(l.check(flood(9_999)).is_err());
+    // ... while a client of another network, new to the full map, passes.
+    for n in 0..3 {
+        assert_eq!(l.check(ClientKey::of(ip("198.51.100.7"))), Ok(()), "{n}");
+    }
+    assert_eq!(l.check(ClientKey::of(ip("2001:db8:ffff:1::1"))), Ok(()));
+}
