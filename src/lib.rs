@@ -17,6 +17,7 @@ pub mod provisioning;
 pub mod session;
 pub mod sweeper;
 pub mod telemetry;
+pub mod usernames;
 pub mod web;
 
 pub use commands::run;

@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     sessions: RawSessions,
     #[serde(default)]
+    accounts: super::accounts::RawAccounts,
+    #[serde(default)]
     connection: Vec<RawConnection>,
 }
 
@@ -67,6 +69,7 @@ struct RawConnection {
     jwks_refresh_min_interval: Option<String>,
     jwks_refresh_interval: Option<String>,
     jwks_max_stale: Option<String>,
+    update_username: Option<bool>,
     #[serde(default)]
     mapping: MappingConfig,
     directory: Option<RawDirectory>,
@@ -421,6 +424,8 @@ impl RawConfig {
             );
         }
 
+        let accounts = super::accounts::validate(&mut c, self.accounts);
+
         // [[connection]]
         let mut names = BTreeSet::new();
         let mut connections = Vec::new();
@@ -450,7 +455,11 @@ impl RawConfig {
                     "give each connection its own name",
                 );
             }
-            if let Some(conn) = validate_connection(&mut c, &key, rc, &public_url) {
+            let usernames = UsernamePolicy {
+                update: rc.update_username.unwrap_or(false),
+                quarantine: accounts.username_quarantine.clone(),
+            };
+            if let Some(conn) = validate_connection(&mut c, &key, rc, &public_url, usernames) {
                 connections.push(conn);
             }
         }
@@ -488,6 +497,7 @@ impl RawConfig {
                 login_timeout,
                 revocation_window,
             },
+            accounts,
             connections,
         })
     }
@@ -498,6 +508,7 @@ fn validate_connection(
     key: &str,
     rc: RawConnection,
     public_url: &Url,
+    usernames: UsernamePolicy,
 ) -> Option<ConnectionConfig> {
     let clock_skew = c.duration(
         &format!("{key}.clock_skew"),
@@ -601,6 +612,7 @@ fn validate_connection(
         name: rc.name,
         protocol: protocol?,
         mapping: std::sync::Arc::new(mapping?),
+        usernames,
     })
 }
 

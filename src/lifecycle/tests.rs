@@ -157,8 +157,10 @@ fn enable_clears_the_disable_and_a_stale_purge_keeps_the_account() {
             .first(&mut *db.get().unwrap())
             .unwrap();
     assert_eq!((reason, at, by), (None, None, None));
+    let off = crate::usernames::Quarantine::off();
     let purge = Transition::Purge {
         mode: PurgeMode::Delete,
+        quarantine: &off,
     };
     assert!(matches!(
         apply(&db, &disabled, purge),

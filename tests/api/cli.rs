@@ -107,6 +107,7 @@ fn database_with_alice() -> (crate::helpers::TestDb, String) {
         &mut db.get().unwrap(),
         key,
         &crate::direct::profile("alice"),
+        &Default::default(),
     )
     .unwrap();
     let url = test_db.url.clone();
