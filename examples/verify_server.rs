@@ -16,8 +16,10 @@ async fn main() -> anyhow::Result<()> {
     let db = std::env::temp_dir().join(format!("jb-bench-{port}.db"));
     let redis = std::env::var("JB_BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\noperator_listen = \"127.0.0.1:0\"\nworkers = 2\n[database]\nurl = \"sqlite://{}\"\n[sessions]\nstore = \"{store}\"\nredis_url = \"{redis}\"\nkey_prefix = \"jbbench:{port}:\"\n",
-        db.display()
+        "[server]\nlisten = \"127.0.0.1:{port}\"\noperator_listen = \"127.0.0.1:0\"\nworkers = 2\nstate_key = \"{key}\"\n[database]\nurl = \"sqlite://{}\"\n[sessions]\nstore = \"{store}\"\nredis_url = \"{redis}\"\nkey_prefix = \"jbbench:{port}:\"\n",
+        db.display(),
+        // A bench-only key: Redis sessions need one (replicas share it).
+        key = "3b1f0c9e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c",
     );
     let config = Config::from_toml_and_env("bench", &toml, std::iter::empty())
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -3,6 +3,7 @@
 //! accounts that are gone from the IdP's directory.
 
 pub mod accounts;
+pub mod assertion;
 pub mod audit;
 pub mod cli;
 mod commands;
@@ -19,6 +20,7 @@ pub mod sweeper;
 pub mod telemetry;
 pub mod usernames;
 pub mod web;
+pub mod wildcard;
 
 pub use commands::run;
 

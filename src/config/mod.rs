@@ -6,13 +6,17 @@
 //! program only sees parsed, valid values.
 
 mod accounts;
+mod assertion;
 mod directory;
+mod limits;
 mod raw;
 mod report;
 mod saml;
 mod secret;
 
 pub use accounts::{AccountsConfig, UsernamePolicy, UsernameQuarantine};
+pub use assertion::{AppConfig, AssertionConfig};
+pub use limits::{Rate, RateLimitsConfig};
 pub use report::{Report, report};
 pub use saml::{MetadataSource, RequiredSignature, SamlConfig, SamlSubject};
 pub use secret::{Secret, SecretSource};
@@ -38,6 +42,10 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub accounts: AccountsConfig,
     pub connections: Vec<ConnectionConfig>,
+    /// The signed identity assertion of `/auth/verify` (keys, lifetime, bounds).
+    pub assertion: AssertionConfig,
+    /// The apps behind the proxy (`[[app]]`), by host.
+    pub apps: Vec<AppConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +59,13 @@ pub struct ServerConfig {
     pub max_saml_verifications: usize,
     /// Host names (besides the public URL's) that `rd` may redirect to after login.
     pub allowed_redirect_hosts: Vec<String>,
+    /// Peers whose `X-Forwarded-For` names the client (for rate limits).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub rate_limits: RateLimitsConfig,
+    /// Keys that seal login state into the browser's cookie; the first seals, all open.
+    pub state_keys: Vec<crate::session::sealed::StateKey>,
+    /// No key was configured: this process drew its own (in-process sessions only).
+    pub state_key_ephemeral: bool,
     pub cookie: CookieConfig,
 }
 

@@ -19,6 +19,10 @@ pub(super) struct RawConfig {
     accounts: super::accounts::RawAccounts,
     #[serde(default)]
     connection: Vec<RawConnection>,
+    #[serde(default)]
+    assertion: super::assertion::RawAssertion,
+    #[serde(default)]
+    app: Vec<super::assertion::RawApp>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -32,6 +36,10 @@ struct RawServer {
     #[serde(default)]
     allowed_redirect_hosts: Vec<String>,
     cookie_domain: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    rate_limits: Option<super::limits::RawRateLimits>,
+    state_key: Option<super::limits::RawStateKeys>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -325,6 +333,8 @@ impl RawConfig {
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect();
+        let trusted_proxies = super::limits::trusted_proxies(&mut c, &self.server.trusted_proxies);
+        let rate_limits = super::limits::rate_limits(&mut c, self.server.rate_limits);
 
         // [database]
         let db_url = match &self.database.url {
@@ -425,6 +435,8 @@ impl RawConfig {
         }
 
         let accounts = super::accounts::validate(&mut c, self.accounts);
+        let (state_keys, state_key_ephemeral) =
+            super::limits::state_keys(&mut c, self.server.state_key.as_ref(), store);
 
         // [[connection]]
         let mut names = BTreeSet::new();
@@ -464,6 +476,8 @@ impl RawConfig {
             }
         }
 
+        let (assertion, apps) = super::assertion::validate(&mut c, self.assertion, self.app);
+
         if !c.0.is_empty() {
             return Err(c.0);
         }
@@ -475,6 +489,10 @@ impl RawConfig {
                 workers,
                 max_saml_verifications,
                 allowed_redirect_hosts,
+                trusted_proxies,
+                rate_limits,
+                state_keys,
+                state_key_ephemeral,
                 cookie: CookieConfig {
                     name: cookie_name.into(),
                     domain,
@@ -499,6 +517,8 @@ impl RawConfig {
             },
             accounts,
             connections,
+            assertion,
+            apps,
         })
     }
 }

@@ -17,6 +17,9 @@ client_id = "jitbridge"
 client_secret = "s3cret"
 "#;
 
+const KEY_A: &str = "6f1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff0";
+const KEY_B: &str = "0ff0eeddccbbaa99887766554433221100f0e1d2c3b4a5968778695a4b3c2d1e";
+
 #[test]
 fn no_file_gives_the_embedded_defaults() {
     let c = load("", &[]).unwrap();
@@ -54,6 +57,7 @@ fn environment_overrides_the_file() {
             ("JITBRIDGE_DATABASE__POOL_SIZE", "3"),
             ("JITBRIDGE_SESSIONS__STORE", "redis"),
             ("JITBRIDGE_SESSIONS__REDIS_URL", "redis://127.0.0.1:6379"),
+            ("JITBRIDGE_SERVER__STATE_KEY", KEY_A),
             ("JITBRIDGE_LOG", "debug"),
         ],
     )
@@ -267,6 +271,89 @@ fn directory_listing_and_purge_keys_have_safe_defaults_and_named_errors() {
         assert!(e.contains(key), "{key} not named in: {e}");
     }
     assert!(e.contains("would ignore every search reference"), "{e}");
+}
+
+#[test]
+fn redis_sessions_need_a_state_key_and_say_how_to_make_one() {
+    let redis = "[sessions]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"";
+    let err = load(redis, &[]).unwrap_err().to_string();
+    assert!(err.contains("server.state_key"), "{err}");
+    assert!(err.contains("openssl rand -hex 32"), "{err}");
+    let c = load(&format!("[server]\nstate_key = \"{KEY_A}\"\n{redis}"), &[]).unwrap();
+    assert_eq!(c.server.state_keys.len(), 1);
+    assert!(!c.server.state_key_ephemeral);
+}
+
+#[test]
+fn in_process_sessions_without_a_state_key_get_one_of_their_own() {
+    let c = load("", &[]).unwrap();
+    assert!(c.server.state_key_ephemeral);
+    assert_eq!(c.server.state_keys.len(), 1);
+}
+
+#[test]
+fn state_keys_rotate_as_a_list_and_bad_ones_are_named_without_their_value() {
+    let c = load(
+        &format!("[server]\nstate_key = [\"{KEY_B}\", {{ env = \"JB_TEST_OLD_STATE_KEY\" }}]"),
+        &[],
+    );
+    let err = c.unwrap_err().to_string();
+    assert!(err.contains("server.state_key[1]"), "{err}");
+    assert!(err.contains("JB_TEST_OLD_STATE_KEY"), "{err}");
+    let c = load(
+        &format!("[server]\nstate_key = [\"{KEY_B}\", \"{KEY_A}\"]"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.server.state_keys.len(), 2);
+    let err = load("[server]\nstate_key = \"not-a-key-hunter2\"", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.state_key:"), "{err}");
+    assert!(err.contains("32 random bytes"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(
+        !format!(
+            "{:?}",
+            load(&format!("[server]\nstate_key = \"{KEY_A}\""), &[]).unwrap()
+        )
+        .contains(KEY_A)
+    );
+}
+
+#[test]
+fn rate_limits_and_trusted_proxies_are_checked() {
+    let c = load(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]\n[server.rate_limits]\nlogin = { burst = 3, per_second = 0.5 }",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.server.trusted_proxies.len(), 3);
+    assert_eq!(
+        c.server.rate_limits.login,
+        Rate {
+            burst: 3,
+            per_second: 0.5
+        }
+    );
+    assert_eq!(c.server.rate_limits.acs, limits::DEFAULT_ACS);
+    assert!(c.server.rate_limits.enabled);
+    let err = load(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n[server.rate_limits]\nacs = { burst = 0, per_second = 1 }\nmax_addresses = 1",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("server.trusted_proxies[0]"), "{err}");
+    assert!(err.contains("server.rate_limits.acs"), "{err}");
+    assert!(err.contains("server.rate_limits.max_addresses"), "{err}");
+    let err = load(
+        "[server.rate_limits]\nloginn = { burst = 1, per_second = 1 }",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("loginn"), "{err}");
 }
 
 #[test]

@@ -58,6 +58,7 @@ pub async fn run(
         &op.client_secret,
         &database,
     )?;
+    let config = with_ephemeral_assertion_key(config, bridge_addr)?;
     let extra: web::ExtraRoutes = Arc::new(|cfg| {
         cfg.route("/demo/app", aw::get().to(sample_app));
     });
@@ -121,6 +122,31 @@ equals = "staff"
     Config::from_toml_and_env("demo", &text, std::iter::empty()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// The demo signs identity assertions with a key made at start (kept in memory only, new at
+/// every start) for the sample app on the bridge's own address. `serve` never does this: a
+/// key that changes at every start would make every app refetch the keys, and replicas would
+/// each sign with their own.
+fn with_ephemeral_assertion_key(mut config: Config, addr: SocketAddr) -> anyhow::Result<Config> {
+    let pem = crate::assertion::keys::generate_p256_pem()?;
+    let key = crate::assertion::keys::SigningKey::from_pem("demo-ephemeral", &pem, None)
+        .map_err(|e| anyhow::anyhow!("the demo's assertion key {e}"))?;
+    config.assertion.keys = vec![key];
+    let audience = format!("http://{addr}/demo/app");
+    let mut hosts = vec![addr.to_string()];
+    if addr.ip().is_loopback() {
+        hosts.push(format!("localhost:{}", addr.port()));
+    }
+    config.apps = hosts
+        .into_iter()
+        .map(|host| crate::config::AppConfig {
+            host,
+            audience: audience.clone(),
+            roles: None,
+        })
+        .collect();
+    Ok(config)
+}
+
 #[derive(Template)]
 #[template(path = "demo_app.html")]
 struct SampleApp {
@@ -130,14 +156,20 @@ struct SampleApp {
 /// What an application behind `auth_request` would see; no session sends the browser to log in.
 async fn sample_app(req: HttpRequest, state: aw::Data<AppState>) -> HttpResponse {
     match current_session(&req, &state).await {
-        Ok(Some((_, s))) => {
+        Ok(Some((id, s))) => {
             let a = &s.account;
-            let headers = vec![
+            let mut headers = vec![
+                ("X-Auth-Request-Subject", a.id.clone()),
                 ("X-Auth-Request-User", a.username.clone()),
                 ("X-Auth-Request-Email", a.email.clone().unwrap_or_default()),
                 ("X-Auth-Request-Preferred-Username", a.username.clone()),
                 ("X-Auth-Request-Groups", a.roles.join(",")),
             ];
+            // What /auth/verify would add for this host (keys at /.well-known/jwks.json).
+            if let Some(token) = web::assertion_header(&req, &state, &id, a) {
+                let token = token.to_str().unwrap_or_default().to_string();
+                headers.push(("X-Jitbridge-Assertion", token));
+            }
             web::errors::html_page(actix_web::http::StatusCode::OK, &SampleApp { headers })
         }
         _ => HttpResponse::Found()

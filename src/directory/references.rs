@@ -7,6 +7,8 @@
 //! search from the domain root with references to its application partitions, which hold no
 //! people; those are the defaults.
 
+use crate::wildcard::matches as glob;
+
 /// AD's DomainDnsZones, ForestDnsZones and Configuration partitions.
 pub const DEFAULT_IGNORED: &[&str] = &[
     "ldap://*/DC=DomainDnsZones,*",
@@ -43,28 +45,6 @@ fn percent_decode(s: &str) -> String {
 
 fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Iterative wildcard match (`*` only), linear in practice and without recursion.
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if pi < p.len() && p[pi].eq_ignore_ascii_case(&s[si]) {
-            pi += 1;
-            si += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

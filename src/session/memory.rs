@@ -3,7 +3,7 @@
 //! Reads take a shared lock and touch the idle timer through an atomic, so concurrent
 //! forward-auth checks never wait on each other.
 
-use super::{AccountState, PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
+use super::{AccountState, SessionError, SessionRecord, Timeouts, unix_now};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -28,7 +28,6 @@ struct Inner {
     by_account: HashMap<String, HashSet<String>>,
     /// IdP session (connection + sid) -> session keys, for back-channel logout.
     by_idp: HashMap<String, HashSet<String>>,
-    logins: HashMap<String, (PendingLogin, i64)>,
     seen_once: HashMap<String, i64>,
     /// Account -> (the lowest lifecycle version a session may have, unix seconds until which
     /// this is remembered: the absolute timeout, after which no older session can be alive).
@@ -198,26 +197,6 @@ impl MemoryStore {
         Ok(keys.len())
     }
 
-    pub(super) async fn put_login(
-        &self,
-        key: &str,
-        login: &PendingLogin,
-        ttl: Duration,
-    ) -> Result<(), SessionError> {
-        let expires = unix_now() + ttl.as_secs() as i64;
-        self.write()
-            .logins
-            .insert(key.to_string(), (login.clone(), expires));
-        Ok(())
-    }
-
-    pub(super) async fn take_login(&self, key: &str) -> Result<Option<PendingLogin>, SessionError> {
-        Ok(match self.write().logins.remove(key) {
-            Some((login, expires)) if unix_now() < expires => Some(login),
-            _ => None,
-        })
-    }
-
     pub(super) async fn first_use(&self, key: &str, ttl: Duration) -> Result<bool, SessionError> {
         let now = unix_now();
         let mut inner = self.write();
@@ -236,7 +215,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Drops expired entries; called periodically so that abandoned sessions and logins do not
+    /// Drops expired entries; called periodically so that abandoned sessions and replay markers do not
     /// accumulate. Returns how many were removed.
     pub fn purge_expired(&self) -> usize {
         let (now, ms) = (unix_now(), now_ms());
@@ -253,11 +232,10 @@ impl MemoryStore {
             self.remove(k);
         }
         let mut inner = self.write();
-        let before = inner.logins.len() + inner.seen_once.len();
-        inner.logins.retain(|_, (_, exp)| *exp > now);
+        let before = inner.seen_once.len();
         inner.seen_once.retain(|_, until| *until > now);
         inner.accounts.retain(|_, (_, until)| *until > now);
-        expired.len() + before - inner.logins.len() - inner.seen_once.len()
+        expired.len() + before - inner.seen_once.len()
     }
 }
 

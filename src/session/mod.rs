@@ -2,17 +2,21 @@
 //! default or in Redis so that replicas share it.
 //!
 //! The store never sees the cookie value itself: it is keyed by SHA-256 of the id, so a dump of
-//! Redis (or of memory) does not hand out live cookies. The same store keeps short-lived login
-//! state (state, nonce, PKCE verifier) for single use, and "seen once" markers for replay caches,
-//! so that a login started on one replica can finish on another.
+//! Redis (or of memory) does not hand out live cookies. The same store keeps "seen once"
+//! markers for replay caches (assertion ids, used login states). Login state itself (nonce,
+//! PKCE verifier, SAML request id) is sealed into the browser's cookie ([`sealed`]), so an
+//! anonymous `/login` writes nothing here, and a login started on one replica finishes on
+//! another through the shared key.
 
 mod memory;
 mod redis_store;
 pub mod revocations;
+pub mod sealed;
 pub mod snapshot;
 
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
+pub use sealed::{PendingLogin, PendingProtocol};
 pub use snapshot::AccountState;
 
 use crate::idp::saml::logout::NameId;
@@ -141,32 +145,6 @@ fn saml_session_key(connection: &str, session_index: &str, name_id: &NameId) -> 
         "{connection}\u{0}\u{2}saml-session\u{0}{session_index}\u{0}{}",
         name_id_identity(name_id)
     ))
-}
-
-/// A login between `/login` and the callback (OIDC) or the ACS (SAML).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingLogin {
-    pub connection: String,
-    pub protocol: PendingProtocol,
-    /// Where to send the browser afterwards (already validated).
-    pub return_to: String,
-    /// SHA-256 of the value of the browser-binding cookie set at `/login`.
-    pub browser_binding: String,
-    pub created_at: i64,
-}
-
-/// What the adapter must check when the IdP answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum PendingProtocol {
-    Oidc {
-        nonce: String,
-        pkce_verifier: String,
-    },
-    /// The id of our AuthnRequest, which the response's InResponseTo must name.
-    Saml { request_id: String },
-    /// The id of our LogoutRequest, which the IdP's LogoutResponse must name.
-    SamlLogout { request_id: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,20 +300,6 @@ impl SessionStore {
         name_id: &NameId,
     ) -> Result<usize, SessionError> {
         dispatch!(self, s => s.revoke_idp_session(&name_id_key(connection, name_id)).await)
-    }
-
-    pub async fn put_login(
-        &self,
-        state: &str,
-        login: &PendingLogin,
-        ttl: Duration,
-    ) -> Result<(), SessionError> {
-        dispatch!(self, s => s.put_login(&hash_key(state), login, ttl).await)
-    }
-
-    /// Takes a pending login out of the store: a second call with the same state finds nothing.
-    pub async fn take_login(&self, state: &str) -> Result<Option<PendingLogin>, SessionError> {
-        dispatch!(self, s => s.take_login(&hash_key(state)).await)
     }
 
     /// Records `key` for `ttl`; false when it was already recorded (a replay).

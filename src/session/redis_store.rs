@@ -3,7 +3,6 @@
 //! Layout under the configured prefix:
 //! - `s:<sha256(id)>`   the session record (JSON); its TTL is the idle timeout, renewed on use
 //! - `a:<account id>`  set of the account's session keys, for revoke-all
-//! - `l:<sha256(state)>` a pending login, taken with GETDEL (single use)
 //! - `o:<sha256(key)>`  replay markers (SET NX EX)
 //! - `i:<sha256(connection, sid)>` set of session keys of one IdP session (back-channel logout)
 //! - `e:<account id>`  the account's epoch: sessions made at an older lifecycle version are
@@ -11,7 +10,7 @@
 //! - `k:<account id>`  the account's snapshot, `<revision> <json>` (see `session::snapshot`),
 //!   kept for the absolute timeout; replaced only by a snapshot of a revision at least as high
 
-use super::{AccountState, PendingLogin, SessionError, SessionRecord, Timeouts, unix_now};
+use super::{AccountState, SessionError, SessionRecord, Timeouts, unix_now};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -240,30 +239,6 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(n)
-    }
-
-    pub(super) async fn put_login(
-        &self,
-        key: &str,
-        login: &PendingLogin,
-        ttl: Duration,
-    ) -> Result<(), SessionError> {
-        let json = serde_json::to_string(login).expect("login state serializes");
-        let mut conn = self.conn.clone();
-        conn.set_ex(self.key("l", key), json, ttl.as_secs().max(1))
-            .await
-            .map_err(unavailable)
-    }
-
-    pub(super) async fn take_login(&self, key: &str) -> Result<Option<PendingLogin>, SessionError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = redis::cmd("GETDEL")
-            .arg(self.key("l", key))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        raw.map(|r| serde_json::from_str(&r).map_err(|_| SessionError::Corrupt))
-            .transpose()
     }
 
     pub(super) async fn first_use(&self, key: &str, ttl: Duration) -> Result<bool, SessionError> {

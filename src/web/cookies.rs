@@ -1,6 +1,7 @@
-//! The bridge's cookies: the session cookie (opaque id) and, during a login, a browser-binding
-//! cookie per started login, so that a callback is accepted only in the browser that started it
-//! (login CSRF) and several tabs can log in at once.
+//! The bridge's cookies: the session cookie (opaque id) and, during a login, one cookie per
+//! started login holding its sealed state (see `super::pending`), so that a callback is
+//! accepted only in the browser that started it (login CSRF) and several tabs can log in at
+//! once.
 
 use crate::config::CookieConfig;
 use actix_web::cookie::time::Duration as CookieDuration;
@@ -33,36 +34,49 @@ pub fn clear_session<'c>(cfg: &CookieConfig) -> Cookie<'c> {
     c
 }
 
-/// The binding cookie's name for one login, derived from its state.
-pub fn login_name(cfg: &CookieConfig, state: &str) -> String {
-    let suffix = &crate::session::hash_key(state)[..16];
-    format!("{}-login-{suffix}", cfg.name)
+/// What every login cookie's name starts with.
+pub fn login_prefix(cfg: &CookieConfig) -> String {
+    format!("{}-login-", cfg.name)
 }
 
-pub fn login<'c>(cfg: &CookieConfig, state: &str, binding: &str, max_age: Duration) -> Cookie<'c> {
-    // The binding cookie is host-only even when the session cookie spans a domain.
-    let mut c = base(cfg, login_name(cfg, state), binding.to_string(), max_age);
+/// The login cookie's name for one login, derived from its state.
+pub fn login_name(cfg: &CookieConfig, state: &str) -> String {
+    let suffix = &crate::session::hash_key(state)[..16];
+    format!("{}{suffix}", login_prefix(cfg))
+}
+
+fn login_named<'c>(cfg: &CookieConfig, name: String, value: &str, max_age: Duration) -> Cookie<'c> {
+    // The login cookie is host-only even when the session cookie spans a domain.
+    let mut c = base(cfg, name, value.to_string(), max_age);
     c.unset_domain();
     c
 }
 
+pub fn login<'c>(cfg: &CookieConfig, state: &str, value: &str, max_age: Duration) -> Cookie<'c> {
+    login_named(cfg, login_name(cfg, state), value, max_age)
+}
+
 pub fn clear_login<'c>(cfg: &CookieConfig, state: &str) -> Cookie<'c> {
-    let mut c = login(cfg, state, "", Duration::ZERO);
+    clear_login_named(cfg, login_name(cfg, state))
+}
+
+pub fn clear_login_named<'c>(cfg: &CookieConfig, name: String) -> Cookie<'c> {
+    let mut c = login_named(cfg, name, "", Duration::ZERO);
     c.make_removal();
     c
 }
 
-/// The binding cookie of a SAML login. The IdP answers with a cross-site POST, on which a
+/// The login cookie of a SAML login. The IdP answers with a cross-site POST, on which a
 /// `SameSite=Lax` cookie is not sent: over https the cookie is `SameSite=None; Secure`; over
 /// plain http (loopback development only) it carries no SameSite attribute, which browsers
 /// still send on a top-level cross-site POST shortly after it was set.
 pub fn cross_site_login<'c>(
     cfg: &CookieConfig,
     relay: &str,
-    binding: &str,
+    value: &str,
     max_age: Duration,
 ) -> Cookie<'c> {
-    let mut c = login(cfg, relay, binding, max_age);
+    let mut c = login(cfg, relay, value, max_age);
     if cfg.secure {
         c.set_same_site(SameSite::None);
     } else {

@@ -23,10 +23,10 @@ pub enum LoginError {
     Redirect(#[from] super::redirect::RedirectRefused),
     #[error("the login response has no state parameter")]
     StateMissing,
-    #[error("this login link has expired or was already used; please start again")]
-    StateUnknown,
-    #[error("this login was started in another browser or tab session; please start again")]
-    BrowserMismatch,
+    #[error("{0}")]
+    State(#[from] StateRefused),
+    #[error("too many requests from your network; please wait {} seconds and try again", .0.retry_after)]
+    RateLimited(super::ratelimit::Limited),
     #[error("this login response belongs to another connection")]
     ConnectionMismatch,
     #[error("{0}")]
@@ -66,8 +66,8 @@ impl LoginError {
             Self::UnknownConnection => "unknown_connection",
             Self::Redirect(_) => "redirect_refused",
             Self::StateMissing => "state_missing",
-            Self::StateUnknown => "state_unknown_or_replayed",
-            Self::BrowserMismatch => "browser_binding_mismatch",
+            Self::State(s) => s.reason(),
+            Self::RateLimited(l) => l.class.reason(),
             Self::ConnectionMismatch => "connection_mismatch",
             Self::Adapter(a) => match a {
                 AdapterError::ProviderError { .. } => "provider_error",
@@ -151,6 +151,38 @@ impl From<ProvisionError> for LoginError {
 impl From<crate::idp::saml::preflight::PreflightError> for LoginError {
     fn from(e: crate::idp::saml::preflight::PreflightError) -> Self {
         Self::Saml(e.into())
+    }
+}
+
+/// Why the state of a login that came back was refused (see `super::pending`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StateRefused {
+    /// No sealed state for this login in this browser: started in another browser (login
+    /// CSRF), a made-up state, or a cookie the browser already dropped.
+    #[error("this login was not started in this browser, or it took too long; please start again")]
+    CookieMissing,
+    #[error("this login could not be checked (its state was altered); please start again")]
+    Tampered,
+    /// Sealed with a key this server does not hold (retired, or another deployment's).
+    #[error(
+        "this login was started before a configuration change and cannot be completed; please start again"
+    )]
+    UnknownKey,
+    #[error("this login took too long to complete; please start again")]
+    Expired,
+    #[error("this login response was already used; please start again")]
+    Replayed,
+}
+
+impl StateRefused {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::CookieMissing => "state_cookie_missing",
+            Self::Tampered => "state_tampered",
+            Self::UnknownKey => "state_key_unknown",
+            Self::Expired => "state_expired",
+            Self::Replayed => "state_replayed",
+        }
     }
 }
 
@@ -244,6 +276,7 @@ impl ResponseError for LoginError {
             | Self::Provisioning(_)
             | Self::Internal(_)
             | Self::Saml(SamlError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -253,6 +286,7 @@ impl ResponseError for LoginError {
         let title = match status {
             StatusCode::FORBIDDEN => "Access refused",
             StatusCode::NOT_FOUND => "Not found",
+            StatusCode::TOO_MANY_REQUESTS => "Too many requests",
             s if s.is_server_error() => "Temporarily unavailable",
             _ => "Login failed",
         };
@@ -271,10 +305,15 @@ impl ResponseError for LoginError {
                 status: status.as_u16(),
             },
         );
-        if matches!(self, Self::Saml(SamlError::Busy)) {
+        let retry_after = match self {
+            Self::Saml(SamlError::Busy) => Some(1),
+            Self::RateLimited(l) => Some(l.retry_after),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             page.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("1"),
+                actix_web::http::header::HeaderValue::from(secs),
             );
         }
         page

@@ -1,6 +1,6 @@
 //! Forward-auth for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth` and
-//! Envoy `ext_authz`: 200 with identity headers, 401 without a live session, 403 when the
-//! session lacks a required role.
+//! Envoy `ext_authz`: 200 with identity headers (and, for a configured app, a signed identity
+//! assertion), 401 without a live session, 403 when the session lacks a required role.
 //!
 //! It never redirects: nginx's auth_request only understands 2xx/401/403 (anything else becomes
 //! a 500), and the proxy knows the original URL to send the browser back to, so the proxy turns
@@ -40,8 +40,8 @@ pub async fn verify(
     state: web::Data<AppState>,
     q: web::Query<VerifyQuery>,
 ) -> HttpResponse {
-    let record = match current_session(&req, &state).await {
-        Ok(Some((_, r))) => r,
+    let (id, record) = match current_session(&req, &state).await {
+        Ok(Some(found)) => found,
         Ok(None) => return plain(HttpResponse::Unauthorized(), "no valid session"),
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable during forward-auth");
@@ -81,6 +81,10 @@ pub async fn verify(
         put(&EMAIL, email);
     }
     put(&GROUPS, &a.roles.join(","));
+    // The same values, signed for the app this host is (see `assertion`).
+    if let Some(token) = super::assertion::header_for(&req, &state, &id, a) {
+        resp.insert_header((super::assertion::ASSERTION.clone(), token));
+    }
     resp.finish()
 }
 

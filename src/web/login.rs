@@ -1,15 +1,14 @@
 //! `/login`, `/callback/{connection}`: the browser side of the pipeline.
 
 use super::errors::{LoginError, html_page, log_internal};
+use super::ratelimit::Class;
 use super::redirect::safe_return_to;
-use super::{AppState, cookies};
+use super::{AppState, cookies, pending};
 use crate::audit::{self, Event, Outcome};
 use crate::idp::AdapterError;
 use crate::idp::NormalizedLogin;
 use crate::provisioning::{self, LoginKey};
-use crate::session::{
-    PendingLogin, PendingProtocol, SessionId, SessionRecord, hash_key, random_token, unix_now,
-};
+use crate::session::{PendingProtocol, SessionId, SessionRecord, random_token, unix_now};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
@@ -91,9 +90,17 @@ pub(super) async fn audit_failure(
 }
 
 #[tracing::instrument(skip_all, fields(connection = q.connection.as_deref()))]
-pub async fn start(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> HttpResponse {
+pub async fn start(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<LoginQuery>,
+) -> HttpResponse {
     let request_id = uuid::Uuid::new_v4().to_string();
-    match start_inner(&state, &q).await {
+    let result = match state.limits.check(Class::Login, &req) {
+        Ok(()) => start_inner(&req, &state, &q).await,
+        Err(limited) => Err(LoginError::RateLimited(limited)),
+    };
+    match result {
         Ok(r) => r,
         Err(e) => {
             audit_failure(&state, &e, q.connection.as_deref(), &request_id).await;
@@ -102,7 +109,11 @@ pub async fn start(state: web::Data<AppState>, q: web::Query<LoginQuery>) -> Htt
     }
 }
 
-async fn start_inner(state: &AppState, q: &LoginQuery) -> Result<HttpResponse, LoginError> {
+async fn start_inner(
+    req: &HttpRequest,
+    state: &AppState,
+    q: &LoginQuery,
+) -> Result<HttpResponse, LoginError> {
     let cfg = &state.config;
     let return_to = safe_return_to(
         q.rd.as_deref(),
@@ -126,47 +137,41 @@ async fn start_inner(state: &AppState, q: &LoginQuery) -> Result<HttpResponse, L
             return Ok(html_page(StatusCode::OK, &ChooserPage { connections }));
         }
     };
-    let binding = random_token();
-    let ttl = cfg.sessions.login_timeout;
-    let pending = |protocol| PendingLogin {
-        connection: name.clone(),
-        protocol,
-        return_to: return_to.clone(),
-        browser_binding: hash_key(&binding),
-        created_at: unix_now(),
-    };
-    if let Some(provider) = state.providers.get(&name) {
+    // The login is sealed into this browser's cookie: nothing is stored for a login start.
+    let (location, cookie) = if let Some(provider) = state.providers.get(&name) {
         let started = provider.start().await?;
-        let p = pending(PendingProtocol::Oidc {
-            nonce: started.nonce,
-            pkce_verifier: started.pkce_verifier,
-        });
-        state.sessions.put_login(&started.state, &p, ttl).await?;
-        return Ok(found(started.authorize_url.as_str())
-            .cookie(cookies::login(
-                &cfg.server.cookie,
-                &started.state,
-                &binding,
-                ttl,
-            ))
-            .finish());
+        let p = pending::new_login(
+            state,
+            &name,
+            PendingProtocol::Oidc {
+                nonce: started.nonce,
+                pkce_verifier: started.pkce_verifier,
+            },
+            return_to,
+        );
+        let cookie = pending::cookie(state, &started.state, &p);
+        (started.authorize_url.to_string(), cookie)
+    } else {
+        let saml = state.saml.get(&name).ok_or(LoginError::UnknownConnection)?;
+        // RelayState carries only an opaque name for the pending login, never the return path.
+        let relay = random_token();
+        let started = saml.start(&relay).await?;
+        let p = pending::new_login(
+            state,
+            &name,
+            PendingProtocol::Saml {
+                request_id: started.request_id,
+            },
+            return_to,
+        );
+        let cookie = pending::cross_site_cookie(state, &relay, &p);
+        (started.redirect_url.to_string(), cookie)
+    };
+    let mut resp = found(&location);
+    for old in pending::evict_oldest(req, state) {
+        resp.cookie(old);
     }
-    let saml = state.saml.get(&name).ok_or(LoginError::UnknownConnection)?;
-    // RelayState carries only an opaque key to the pending login, never the return path.
-    let relay = random_token();
-    let started = saml.start(&relay).await?;
-    let p = pending(PendingProtocol::Saml {
-        request_id: started.request_id,
-    });
-    state.sessions.put_login(&relay, &p, ttl).await?;
-    Ok(found(started.redirect_url.as_str())
-        .cookie(cookies::cross_site_login(
-            &cfg.server.cookie,
-            &relay,
-            &binding,
-            ttl,
-        ))
-        .finish())
+    Ok(resp.cookie(cookie).finish())
 }
 
 fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
@@ -193,7 +198,10 @@ pub async fn callback(
     let request_id = uuid::Uuid::new_v4().to_string();
     let connection = path.into_inner();
     let cookie_cfg = &state.config.server.cookie;
-    let result = callback_inner(&req, &state, &connection, &q, &request_id).await;
+    let result = match state.limits.check(Class::Callback, &req) {
+        Ok(()) => callback_inner(&req, &state, &connection, &q, &request_id).await,
+        Err(limited) => Err(LoginError::RateLimited(limited)),
+    };
     let mut resp = match result {
         Ok((session_id, return_to)) => found(&return_to)
             .cookie(cookies::session(
@@ -234,23 +242,11 @@ async fn callback_inner(
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::StateMissing)?;
     if st.len() > 512 {
-        return Err(LoginError::StateUnknown);
+        return Err(crate::web::errors::StateRefused::CookieMissing.into());
     }
-    // Single use: taken out of the store before anything else, so a replayed callback fails here.
-    let pending = state
-        .sessions
-        .take_login(st)
-        .await?
-        .ok_or(LoginError::StateUnknown)?;
-    let binding = req
-        .cookie(&cookies::login_name(&state.config.server.cookie, st))
-        .map(|c| hash_key(c.value()));
-    if binding.as_deref() != Some(pending.browser_binding.as_str()) {
-        return Err(LoginError::BrowserMismatch);
-    }
-    if pending.connection != connection {
-        return Err(LoginError::ConnectionMismatch);
-    }
+    // Opened from this browser's cookie and marked used before anything else, so a replayed
+    // callback fails here.
+    let pending = pending::take(req, state, st, connection).await?;
     if let Some(err) = &q.error {
         // Echo only a well-formed OAuth error code, never free text from the URL.
         let code = if err.len() <= 64 && err.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {

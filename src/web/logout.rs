@@ -269,15 +269,27 @@ async fn confirm_inner(
     if let Err(err) = state.db.run(move |c| audit::record(c, e)).await {
         tracing::error!(error = %super::errors::cause_chain(&err), "could not write the logout audit event");
     }
-    let idp_logout = match state.providers.get(&record.connection) {
-        Some(p) => p
-            .end_session_url(&logged_out_url(state))
-            .map(|u| u.to_string()),
-        None => super::saml::start_logout(state, &record, rd.clone()).await,
+    let (idp_logout, logout_state) = match state.providers.get(&record.connection) {
+        Some(p) => (
+            p.end_session_url(&logged_out_url(state))
+                .map(|u| u.to_string()),
+            None,
+        ),
+        None => match super::saml::start_logout(state, &record, rd.clone()).await {
+            Some((url, cookie)) => (Some(url), Some(cookie)),
+            None => (None, None),
+        },
     };
     let clear = cookies::clear_session(&state.config.server.cookie);
     Ok(match (idp_logout, rd) {
-        (Some(url), _) => found(&url).cookie(clear).finish(),
+        (Some(url), _) => {
+            let mut r = found(&url);
+            r.cookie(clear);
+            if let Some(c) = logout_state {
+                r.cookie(c);
+            }
+            r.finish()
+        }
         (None, Some(rd)) => found(&rd).cookie(clear).finish(),
         (None, None) => logged_out(state),
     })

@@ -2,6 +2,7 @@
 //! metrics and readiness on the operator listener ([`operator`]). Handlers are thin: they parse
 //! input, call the pipeline (adapter -> mapping -> provisioning -> session) and render.
 
+mod assertion;
 mod backchannel;
 mod cookies;
 pub mod errors;
@@ -10,6 +11,8 @@ mod login;
 mod logout;
 mod metrics;
 mod operator;
+mod pending;
+pub mod ratelimit;
 pub mod redirect;
 mod saml;
 mod shutdown;
@@ -30,6 +33,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use assertion::header_for as assertion_header;
 pub use forward_auth::current_session;
 
 /// Everything a handler needs, shared by all workers.
@@ -45,6 +49,12 @@ pub struct AppState {
     pub failures: Arc<crate::audit::failures::FailureAggregator>,
     /// Set once a stop was requested (SIGTERM): `/readyz` answers 503 from then on.
     pub stopping: shutdown::Stopping,
+    /// Signs the identity assertion of `/auth/verify` and publishes its keys.
+    pub assertions: Arc<crate::assertion::Assertions>,
+    /// Per-address rate limits of the login endpoints.
+    pub limits: Arc<ratelimit::RateLimits>,
+    /// Seals and opens the login state kept in browsers' cookies.
+    pub sealer: crate::session::sealed::Sealer,
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).
@@ -208,6 +218,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         });
     }
 
+    let limits = Arc::new(ratelimit::RateLimits::new(
+        &config.server.rate_limits,
+        &config.server.trusted_proxies,
+    ));
+    tokio::spawn(limits.clone().sweep_until_stopped());
+    if config.server.state_key_ephemeral {
+        tracing::info!(
+            "no server.state_key configured: logins are sealed with a key of this process \
+             (logins under way when it restarts must start again)"
+        );
+    }
+    let sealer = crate::session::sealed::Sealer::new(config.server.state_keys.clone());
+
     let failures = Arc::new(crate::audit::failures::FailureAggregator::default());
     tokio::spawn(failures.clone().flush_until_stopped(db.clone()));
     tokio::spawn(crate::session::revocations::follow_until_stopped(
@@ -280,7 +303,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             tracing::warn!(redirect_uri = %p.redirect_uri(), "provider not reachable at start; will retry");
         }
     }
+    let assertions = Arc::new(crate::assertion::Assertions::new(
+        &config.server.public_url,
+        &config.assertion,
+        &config.apps,
+    ));
     Ok(AppState {
+        assertions,
         config: Arc::new(config),
         db,
         sessions,
@@ -288,6 +317,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         saml,
         failures,
         stopping: Default::default(),
+        limits,
+        sealer,
     })
 }
 
@@ -326,6 +357,12 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .route("/logout", web::post().to(logout::confirm))
         .route("/logged-out", web::get().to(logout::after_idp))
         .route("/auth/verify", web::get().to(forward_auth::verify))
+        // Envoy's ext_authz appends the original path to its `path_prefix`.
+        .route(
+            "/auth/verify/{tail:.*}",
+            web::get().to(forward_auth::verify),
+        )
+        .route("/.well-known/jwks.json", web::get().to(assertion::jwks))
         .route(
             "/backchannel-logout/{connection}",
             web::post().to(backchannel::logout),

@@ -2,18 +2,19 @@
 //! (HTTP-Redirect). Verification is the adapter's; from a verified response on, a SAML login
 //! takes the same path as an OIDC one ([`super::login::complete_login`]).
 
-use super::errors::{LoginError, html_page};
+use super::errors::{LoginError, StateRefused, html_page};
 use super::login::{audit_failure, complete_login, found};
 use super::logout::LoggedOutPage;
+use super::ratelimit::Class;
 use super::redirect::safe_return_to;
-use super::{AppState, cookies};
+use super::{AppState, cookies, pending};
 use crate::audit::{self, Event, Outcome};
 use crate::idp::NormalizedLogin;
 use crate::idp::saml::logout::{self, STATUS_RESPONDER, STATUS_SUCCESS};
 use crate::idp::saml::redirect::RedirectMessage;
 use crate::idp::saml::{SamlError, SamlProvider, new_message_id, preflight, redirect};
 use crate::lifecycle::idp::{IdpEnded, end_idp_sessions};
-use crate::session::{PendingLogin, PendingProtocol, hash_key, unix_now};
+use crate::session::{PendingLogin, PendingProtocol, unix_now};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -65,15 +66,21 @@ pub async fn acs(
     let connection = path.into_inner();
     let cookie_cfg = &state.config.server.cookie;
     let mut relay_seen = None;
-    let result = acs_inner(
-        &req,
-        &state,
-        &connection,
-        payload,
-        &request_id,
-        &mut relay_seen,
-    )
-    .await;
+    // Before the body is read: a refused POST costs no parsing.
+    let result = match state.limits.check(Class::Acs, &req) {
+        Ok(()) => {
+            acs_inner(
+                &req,
+                &state,
+                &connection,
+                payload,
+                &request_id,
+                &mut relay_seen,
+            )
+            .await
+        }
+        Err(limited) => Err(LoginError::RateLimited(limited)),
+    };
     let mut resp = match result {
         // 303: the browser follows with a GET, never re-POSTing the assertion.
         Ok((session_id, return_to)) => HttpResponse::SeeOther()
@@ -136,32 +143,29 @@ async fn acs_inner(
         .ok_or_else(|| SamlError::Invalid("the POST carries no SAMLResponse".into()))?;
     let relay = field("RelayState")?.filter(|r| !r.is_empty());
 
-    // The RelayState we issued leads to the outstanding request; anything else is unsolicited.
+    // The RelayState we issued names the login this browser started (its sealed state is in
+    // this browser's cookie); anything else is unsolicited.
     let mut pending: Option<PendingLogin> = None;
     if let Some(r) = relay.filter(|r| looks_like_our_relay(r)) {
         *relay_seen = Some(r.to_string());
-        pending = state.sessions.take_login(r).await?;
-        if pending.is_none() && !cfg.allow_idp_initiated {
-            return Err(LoginError::StateUnknown);
+        pending = pending::open(req, state, r)?;
+        match &pending {
+            Some(pl) => {
+                if pl.connection != connection {
+                    return Err(LoginError::ConnectionMismatch);
+                }
+                // Single use, recorded before the (costly) verification.
+                pending::mark_used(state, r, pl).await?;
+            }
+            None if !cfg.allow_idp_initiated => return Err(StateRefused::CookieMissing.into()),
+            None => {}
         }
     }
     let (expected, return_to) = match &pending {
         Some(pl) => {
-            let binding = req
-                .cookie(&cookies::login_name(
-                    &state.config.server.cookie,
-                    relay.unwrap_or_default(),
-                ))
-                .map(|c| hash_key(c.value()));
-            if binding.as_deref() != Some(pl.browser_binding.as_str()) {
-                return Err(LoginError::BrowserMismatch);
-            }
             let PendingProtocol::Saml { request_id } = &pl.protocol else {
                 return Err(LoginError::ConnectionMismatch);
             };
-            if pl.connection != connection {
-                return Err(LoginError::ConnectionMismatch);
-            }
             (Some(request_id.as_str()), pl.return_to.clone())
         }
         None => {
@@ -217,9 +221,13 @@ pub async fn slo(
 ) -> HttpResponse {
     let connection = path.into_inner();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let result = match provider(&state, &connection) {
-        Ok(p) => slo_inner(&req, &state, p, &request_id).await,
-        Err(e) => Err(e),
+    let result = match (
+        state.limits.check(Class::Slo, &req),
+        provider(&state, &connection),
+    ) {
+        (Err(limited), _) => Err(LoginError::RateLimited(limited)),
+        (Ok(()), Ok(p)) => slo_inner(&req, &state, p, &request_id).await,
+        (Ok(()), Err(e)) => Err(e),
     };
     match result {
         Ok(resp) => resp,
@@ -238,7 +246,7 @@ async fn slo_inner(
     let cfg = p.config();
     let xml = preflight::decode_redirect(&msg.payload, 256 * 1024)?;
     if msg.param == "SAMLResponse" {
-        return logout_answer(state, p, &msg, &xml).await;
+        return logout_answer(req, state, p, &msg, &xml).await;
     }
     // A LogoutRequest ends sessions: it must be signed by the IdP (SAML profiles 4.4.4.1).
     msg.verify(&idp.certs, &cfg.signature_algorithms)?;
@@ -354,8 +362,11 @@ async fn slo_inner(
 }
 
 /// The IdP's LogoutResponse to our LogoutRequest: the local session is already gone, so this
-/// only decides where the browser lands.
+/// only decides where the browser lands (the return path sealed in this browser's cookie when
+/// the logout started; without it, or when it does not open, the logged-out page). Nothing is
+/// recorded: a replay can only repeat that redirect.
 async fn logout_answer(
+    req: &HttpRequest,
     state: &AppState,
     p: &SamlProvider,
     msg: &RedirectMessage,
@@ -366,14 +377,11 @@ async fn logout_answer(
         msg.verify(&idp.certs, &p.config().signature_algorithms)?;
     }
     let answer = logout::parse(xml, "LogoutResponse")?;
-    let pending = match msg
+    let relay = msg
         .relay_state
         .as_deref()
-        .filter(|r| looks_like_our_relay(r))
-    {
-        Some(r) => state.sessions.take_login(r).await?,
-        None => None,
-    };
+        .filter(|r| looks_like_our_relay(r));
+    let pending = relay.and_then(|r| pending::open(req, state, r).ok().flatten());
     let return_to = match pending {
         Some(PendingLogin {
             protocol: PendingProtocol::SamlLogout { request_id },
@@ -389,19 +397,24 @@ async fn logout_answer(
             "the IdP reported a partial logout"
         );
     }
-    Ok(match return_to.filter(|r| r != "/" && ok) {
+    let mut resp = match return_to.filter(|r| r != "/" && ok) {
         Some(rd) => found(&rd).finish(),
         None => html_page(StatusCode::OK, &LoggedOutPage),
-    })
+    };
+    if let Some(r) = relay {
+        let _ = resp.add_cookie(&cookies::clear_login(&state.config.server.cookie, r));
+    }
+    Ok(resp)
 }
 
 /// Starts SP-initiated single logout for a SAML session that was just ended locally: the
-/// redirect to the IdP's SLO endpoint, or `None` when the IdP has none.
+/// redirect to the IdP's SLO endpoint and the cookie that holds the logout's sealed state,
+/// or `None` when the IdP has none.
 pub(super) async fn start_logout(
     state: &AppState,
     record: &crate::session::SessionRecord,
     return_to: Option<String>,
-) -> Option<String> {
+) -> Option<(String, actix_web::cookie::Cookie<'static>)> {
     let p = state.saml.get(&record.connection)?;
     let idp = p.idp().await.ok()?;
     let dest = idp.slo_redirect.clone()?;
@@ -415,21 +428,17 @@ pub(super) async fn start_logout(
         record.idp_session.as_deref(),
     );
     let relay = crate::session::random_token();
-    let pending = PendingLogin {
-        connection: record.connection.clone(),
-        protocol: PendingProtocol::SamlLogout { request_id: id },
-        return_to: return_to.unwrap_or_else(|| "/".into()),
-        browser_binding: String::new(),
-        created_at: unix_now(),
-    };
-    state
-        .sessions
-        .put_login(&relay, &pending, state.config.sessions.login_timeout)
-        .await
-        .ok()?;
+    let pending = pending::new_login(
+        state,
+        &record.connection,
+        PendingProtocol::SamlLogout { request_id: id },
+        return_to.unwrap_or_else(|| "/".into()),
+    );
+    // The IdP answers with a top-level GET redirect: a SameSite=Lax cookie comes back.
+    let cookie = pending::cookie(state, &relay, &pending);
     let key = p.sp_key().filter(|_| p.config().sign_requests);
     match redirect::encode(&dest, "SAMLRequest", &xml, Some(&relay), key) {
-        Ok(u) => Some(u.to_string()),
+        Ok(u) => Some((u.to_string(), cookie)),
         Err(e) => {
             tracing::error!(error = %e, "cannot build the LogoutRequest");
             None

@@ -85,6 +85,19 @@ async fn the_demo_logs_a_seeded_user_into_the_sample_app() {
     let page = b.get(&url).await.text().await.unwrap();
     assert!(page.contains("<dd>alice@example.com</dd>"), "{page}");
     assert!(page.contains("<dd>admin,staff</dd>"), "{page}");
+    // The demo signs assertions with a key made at start, published at the JWKS endpoint.
+    assert!(
+        page.contains("<code>X-Jitbridge-Assertion</code></dt><dd>eyJ"),
+        "{page}"
+    );
+    let base = url.trim_end_matches("/demo/app");
+    let jwks: serde_json::Value = b
+        .get(&format!("{base}/.well-known/jwks.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], "demo-ephemeral", "{jwks}");
 
     let mallory = Browser::new();
     let r = pick_user(&mallory, &url, "mallory").await;

@@ -21,6 +21,17 @@ pub use crate::oidc_flow::oidc_login_until_callback;
 pub const CONNECTION: &str = "test";
 pub const CLIENT_ID: &str = "jitbridge-test";
 pub const CLIENT_SECRET: &str = "jitbridge-test-secret-0123456789";
+/// The suite's `server.state_key` (Redis sessions require one; replicas share it).
+pub const STATE_KEY: &str = "5e0c1b2a39485766a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0a1b2";
+
+/// The `state_key` line of `[server]`, unless the test's own server keys set one.
+pub fn state_key_toml(extra_server: &str) -> String {
+    if extra_server.contains("state_key") {
+        String::new()
+    } else {
+        format!("state_key = \"{STATE_KEY}\"")
+    }
+}
 
 pub fn pg_base() -> String {
     std::env::var("JB_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
@@ -228,6 +239,8 @@ pub struct Options {
     pub directory: Option<String>,
     /// Body of `[sessions]` instead of the suite's (e.g. a private Redis).
     pub sessions: Option<String>,
+    /// Top-level tables appended to the file (e.g. `[assertion]`, `[[app]]`).
+    pub extra_toml: String,
 }
 
 impl Default for Options {
@@ -240,6 +253,7 @@ impl Default for Options {
             client_extra: json!({}),
             directory: None,
             sessions: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -306,6 +320,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
 [server]
 public_url = "{base}"
 workers = 2
+{state_key}
 {extra_server}
 [database]
 url = "{db}"
@@ -323,6 +338,7 @@ jwks_refresh_min_interval = "1s"
 {mapping}
 "#,
         extra_server = opts.extra_server,
+        state_key = state_key_toml(opts.extra_server),
         db = db.url,
         issuer = op.issuer,
         mapping = opts.mapping,
@@ -336,6 +352,7 @@ jwks_refresh_min_interval = "1s"
     } else {
         toml
     };
+    let toml = format!("{toml}\n{}\n", opts.extra_toml);
     let config = Config::from_toml_and_env("test", &toml, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
     let operator = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,5 +1,6 @@
 //! One integration test binary (one link step), one file per feature.
 
+mod assertion;
 mod backchannel;
 mod bad_input;
 mod cli;
@@ -8,12 +9,14 @@ mod demo;
 mod direct;
 mod helpers;
 mod live_roles;
+mod login_state;
 mod logout;
 mod nginx;
 mod oidc_flow;
 mod oidc_login;
 mod operator;
 mod private_redis;
+mod rate_limits;
 mod replicas;
 mod revocations;
 mod saml;

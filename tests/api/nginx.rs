@@ -1,5 +1,6 @@
 //! Forward-auth through a real nginx (`auth_request`), as the README configures it: the app
-//! behind nginx sees the identity the bridge vouches for, and nothing a client claims itself.
+//! behind nginx sees the identity the bridge vouches for (headers and signed assertion), and
+//! nothing a client claims itself.
 
 use crate::helpers::*;
 use std::net::TcpListener;
@@ -46,6 +47,7 @@ http {{
     server {{ # the application: echoes what it was told
         listen 127.0.0.1:{app_port};
         location / {{ return 200 "user=$http_x_auth_request_user groups=$http_x_auth_request_groups\n"; }}
+        location = /assertion {{ return 200 "assertion=$http_x_jitbridge_assertion\n"; }}
     }}
     server {{
         listen 127.0.0.1:{port};
@@ -54,6 +56,9 @@ http {{
             proxy_pass {bridge}/auth/verify;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_buffer_size 16k;
+            proxy_busy_buffers_size 16k;
         }}
         location / {{
             auth_request /_jitbridge_verify;
@@ -62,6 +67,8 @@ http {{
             auth_request_set $jb_groups $upstream_http_x_auth_request_groups;
             proxy_set_header X-Auth-Request-User $jb_user;
             proxy_set_header X-Auth-Request-Groups $jb_groups;
+            auth_request_set $jb_assertion $upstream_http_x_jitbridge_assertion;
+            proxy_set_header X-Jitbridge-Assertion $jb_assertion;
             proxy_pass http://127.0.0.1:{app_port};
         }}
         location @login {{ return 302 {bridge}/login?rd=$request_uri; }}
@@ -125,4 +132,47 @@ async fn nginx_auth_request_lets_a_logged_in_person_through_with_the_bridges_ide
         302,
         "after logout the spoofed header gets nobody in"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_passes_the_bridges_assertion_on_and_never_the_clients() {
+    let pem = jitbridge::assertion::keys::generate_p256_pem().unwrap();
+    let app = spawn_app_with(Options {
+        // nginx's $host is the request's host name, without the port.
+        extra_toml: format!(
+            "[assertion]\nkeys = [{{ kid = \"k1\", private_key = '''{pem}''' }}]\n\
+             [[app]]\nhost = \"127.0.0.1\"\naudience = \"nginx-app\"\n"
+        ),
+        ..Default::default()
+    })
+    .await;
+    let nginx = start_nginx(&app.base).await;
+    let site = format!("http://127.0.0.1:{}/assertion", nginx.port);
+    let browser = Browser::new();
+    assert_eq!(app.login(&browser, "alice").await.status(), 302);
+    let seen = |host: &'static str| {
+        let req = browser
+            .http
+            .get(&site)
+            .header("Host", host)
+            .header("X-Jitbridge-Assertion", "forged-by-the-client");
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+
+    let body = seen("127.0.0.1").await;
+    let token = body.strip_prefix("assertion=").unwrap().trim_end();
+    assert!(
+        token.starts_with("eyJ"),
+        "the bridge's token, not the client's: {body}"
+    );
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(claims["aud"], "nginx-app");
+    assert_eq!(claims["preferred_username"], "alice");
+
+    // A host that is no app: the bridge sends no assertion, and nginx drops the client's.
+    assert_eq!(seen("other.test").await, "assertion=\n");
 }

@@ -21,7 +21,20 @@ pub async fn oidc_login_until_callback(
     assert_eq!(r.status(), 302, "/login should redirect to the IdP");
     let authorize = location(&r);
     assert!(authorize.starts_with(issuer), "{authorize}");
-    let r = browser.get(&authorize).await;
+    oidc_login_at_the_idp(browser, base, issuer, &authorize, user).await
+}
+
+/// The IdP's part of a login, from its authorization URL to the callback URL (at `base`). A
+/// browser that already has a session at the IdP would skip the login form: give each such
+/// step a fresh one.
+pub async fn oidc_login_at_the_idp(
+    browser: &Browser,
+    base: &str,
+    issuer: &str,
+    authorize: &str,
+    user: &str,
+) -> String {
+    let r = browser.get(authorize).await;
     assert_eq!(r.status(), 303);
     let interaction = absolute(issuer, &location(&r));
     let r = browser

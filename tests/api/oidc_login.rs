@@ -348,3 +348,16 @@ async fn a_key_the_provider_withdrew_is_not_trusted_after_the_scheduled_refresh(
     app.op.tamper("none").await;
     assert_eq!(app.login(&Browser::new(), "alice").await.status(), 302);
 }
+
+/// Envoy's ext_authz asks `/auth/verify` followed by the original request's path.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_answers_with_a_path_suffix_as_envoy_asks() {
+    let app = spawn_app().await;
+    let browser = Browser::new();
+    let suffixed = format!("{}/auth/verify/app/page?x=1", app.base);
+    assert_eq!(browser.get(&suffixed).await.status(), 401, "no session yet");
+    assert_eq!(app.login(&browser, "alice").await.status(), 302);
+    let r = browser.get(&suffixed).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-request-user"], "alice");
+}

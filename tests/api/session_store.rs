@@ -4,8 +4,7 @@ use crate::helpers::redis_url;
 use jitbridge::provisioning::AccountSnapshot;
 use jitbridge::session::snapshot::Role;
 use jitbridge::session::{
-    AccountState, PendingLogin, PendingProtocol, SessionId, SessionRecord, SessionStore, Timeouts,
-    unix_now,
+    AccountState, SessionId, SessionRecord, SessionStore, Timeouts, unix_now,
 };
 use std::time::Duration;
 
@@ -127,36 +126,6 @@ async fn an_idle_session_expires_and_use_keeps_it_alive() {
             None,
             "{name}: idle for 3.3s > 2s"
         );
-    }
-}
-
-#[tokio::test]
-async fn a_pending_login_can_be_taken_once() {
-    for (name, s) in stores(600).await {
-        let login = PendingLogin {
-            connection: "c".into(),
-            protocol: PendingProtocol::Oidc {
-                nonce: "n".into(),
-                pkce_verifier: "v".into(),
-            },
-            return_to: "/".into(),
-            browser_binding: "b".into(),
-            created_at: unix_now(),
-        };
-        s.put_login("state-1", &login, Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(
-            s.take_login("state-1").await.unwrap(),
-            Some(login),
-            "{name}"
-        );
-        assert_eq!(
-            s.take_login("state-1").await.unwrap(),
-            None,
-            "{name}: single use"
-        );
-        assert_eq!(s.take_login("never-stored").await.unwrap(), None, "{name}");
     }
 }
 

@@ -356,6 +356,7 @@ listen = "{listen}"
 operator_listen = "127.0.0.1:{operator}"
 public_url = "{public}"
 workers = 2
+state_key = "{state_key}"
 [database]
 url = "{db}"
 pool_size = 4
@@ -371,6 +372,8 @@ key_prefix = "{prefix}"
                 db = s.db,
                 redis = s.redis,
                 rest = s.rest,
+                // Shared by every replica: a login sealed by one is opened by another.
+                state_key = crate::helpers::STATE_KEY,
             );
             std::fs::write(&r.config, toml).unwrap();
         }

@@ -257,14 +257,23 @@ async fn a_replayed_response_is_refused() {
     let p = app.login_until_post(&b, "alice", "/").await;
     assert_eq!(app.post(&b, &p).await.status(), 303);
     let other = Browser::new();
+    // Elsewhere the RelayState names no login this browser started.
     refused(
         &app,
         &other,
         &p,
-        "state_unknown_or_replayed",
-        "already used",
+        "state_cookie_missing",
+        "not started in this browser",
     )
     .await;
+    // In the browser that started it, the ACS cleared the sealed state (and the browser now
+    // has a session, which `refused` would count against it).
+    let again = app.post(&b, &p).await;
+    assert_eq!(again.status(), 400);
+    assert_eq!(
+        app.failure_reasons().await.first().map(String::as_str),
+        Some("state_cookie_missing")
+    );
     // Without its RelayState it is an unsolicited response that answers a request.
     let bare = PostedResponse {
         relay_state: None,

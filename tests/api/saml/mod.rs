@@ -262,6 +262,7 @@ pub async fn try_spawn(opts: SamlOptions) -> anyhow::Result<SamlApp> {
 [server]
 public_url = "{base}"
 workers = 2
+state_key = "{state_key}"
 [database]
 url = "{db}"
 pool_size = 8
@@ -281,6 +282,7 @@ sp_certificate = {{ file = "{cert}" }}
 "#,
         db = db.url,
         sessions = sessions_toml(),
+        state_key = crate::helpers::STATE_KEY,
         key = sp.key_path.display(),
         cert = sp.cert_path.display(),
         extra = opts.saml_extra,
