@@ -252,6 +252,7 @@ equals = "staff"
                     request_id: Some("bench"),
                 },
                 &profile,
+                &Default::default(),
             )?;
             let t3 = thread_cpu();
             rt.block_on(sessions.create(SessionRecord {

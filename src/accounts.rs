@@ -19,6 +19,10 @@ pub enum AccountError {
     Concurrent(String),
     #[error("{0}")]
     Role(String),
+    #[error(
+        "no account holds the username {0:?} in quarantine (with the configured accounts.username_hash_key, or the key generated in the database); nothing was released"
+    )]
+    NotHeld(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -114,5 +118,36 @@ pub fn change_role(
                 "{username} holds no administrator's grant of this role; nothing was changed"
             ))),
         }
+    })
+}
+
+/// An administrator releases a quarantined username (`jitbridge accounts release-username`):
+/// every hold of it ends now, audited as `username.released` with the name's hash and the
+/// account that held it (never the name). Returns the holds removed.
+pub fn release_username(
+    conn: &mut DbConnection,
+    quarantine: &crate::config::UsernameQuarantine,
+    name: &str,
+    actor: &str,
+) -> Result<Vec<crate::usernames::Hold>, AccountError> {
+    use crate::audit::{self, Event, Outcome};
+    conn.write_transaction(|c| {
+        let holds = crate::usernames::release(c, quarantine, name)?;
+        if holds.is_empty() {
+            return Err(AccountError::NotHeld(name.into()));
+        }
+        for h in &holds {
+            audit::record(
+                c,
+                Event::new("username.released", Outcome::Success)
+                    .actor(actor)
+                    .account(&h.account_id)
+                    .details(json!({
+                        "name_hash": h.name_hash,
+                        "held_until": h.until.to_string(),
+                    })),
+            )?;
+        }
+        Ok(holds)
     })
 }

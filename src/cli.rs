@@ -21,8 +21,14 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Validate the configuration, print the effective settings (secrets redacted) and exit.
-    CheckConfig,
+    /// Validate the configuration, print each connection's effective email trust and username
+    /// rules and every risky setting as a warning (naming the key and the fix), and exit: 0
+    /// when it is valid (warnings included), 2 when it is not.
+    CheckConfig {
+        /// Also print every effective setting (secrets redacted).
+        #[arg(long)]
+        dump: bool,
+    },
     /// Run the bridge with a built-in DEVELOPMENT-ONLY OpenID provider and a sample protected page.
     Demo {
         /// Address of the bridge.
@@ -87,6 +93,9 @@ pub enum AccountsCommand {
         #[arg(long, default_value = "granted by an administrator")]
         reason: String,
     },
+    /// Release a username held in quarantine (freed by a rename or a purge), so that another
+    /// account may take it at its next login. Audited; the name is matched case-insensitively.
+    ReleaseUsername { name: String },
     /// Remove an administrator's grant of a role (permanent and temporary); live sessions lose
     /// it at their next check. Roles from the IdP's claims are changed by the mapping instead.
     RemoveRole {

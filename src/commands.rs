@@ -49,8 +49,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig => {
-            println!("{config:#?}");
+        Command::CheckConfig { dump } => {
+            print!("{}", crate::config::report(&config));
+            if dump {
+                println!("\n{config:#?}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Accounts(cmd) => runtime()?.block_on(accounts_cmd(config, cmd)),
@@ -320,6 +323,16 @@ async fn accounts_change(
             println!("enabled {}", acc.username);
             if let Some(state) = crate::session::snapshot::load(&mut *db.get()?, &acc.id)? {
                 return deliver_snapshot(config, &state, &username).await;
+            }
+        }
+        AccountsCommand::ReleaseUsername { name } => {
+            let quarantine = &config.accounts.username_quarantine;
+            let holds = accounts::release_username(&mut *db.get()?, quarantine, &name, &actor)?;
+            for h in holds {
+                println!(
+                    "released {name}: it was held for account {} until {} UTC",
+                    h.account_id, h.until
+                );
             }
         }
         AccountsCommand::Grant {

@@ -18,6 +18,7 @@ pub mod provisioning;
 pub mod session;
 pub mod sweeper;
 pub mod telemetry;
+pub mod usernames;
 pub mod web;
 pub mod wildcard;
 

@@ -5,15 +5,19 @@
 //! key, the bad value (never a secret) and the fix. After [`Config::load`] the rest of the
 //! program only sees parsed, valid values.
 
+mod accounts;
 mod assertion;
 mod directory;
 mod limits;
 mod raw;
+mod report;
 mod saml;
 mod secret;
 
+pub use accounts::{AccountsConfig, UsernamePolicy, UsernameQuarantine};
 pub use assertion::{AppConfig, AssertionConfig};
 pub use limits::{Rate, RateLimitsConfig};
+pub use report::{Report, report};
 pub use saml::{MetadataSource, RequiredSignature, SamlConfig, SamlSubject};
 pub use secret::{Secret, SecretSource};
 
@@ -36,6 +40,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub sessions: SessionsConfig,
+    pub accounts: AccountsConfig,
     pub connections: Vec<ConnectionConfig>,
     /// The signed identity assertion of `/auth/verify` (keys, lifetime, bounds).
     pub assertion: AssertionConfig,
@@ -104,6 +109,8 @@ pub struct ConnectionConfig {
     pub mapping: std::sync::Arc<Mapping>,
     /// Where the sweeper checks that this connection's people still exist.
     pub directory: Option<DirectoryConfig>,
+    /// Whether logins rename accounts, and how freed names are held (`[accounts]`).
+    pub usernames: UsernamePolicy,
 }
 
 /// The protocol a connection speaks, with its settings.

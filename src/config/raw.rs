@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     sessions: RawSessions,
     #[serde(default)]
+    accounts: super::accounts::RawAccounts,
+    #[serde(default)]
     connection: Vec<RawConnection>,
     #[serde(default)]
     assertion: super::assertion::RawAssertion,
@@ -75,6 +77,7 @@ struct RawConnection {
     jwks_refresh_min_interval: Option<String>,
     jwks_refresh_interval: Option<String>,
     jwks_max_stale: Option<String>,
+    update_username: Option<bool>,
     #[serde(default)]
     mapping: MappingConfig,
     directory: Option<RawDirectory>,
@@ -431,6 +434,7 @@ impl RawConfig {
             );
         }
 
+        let accounts = super::accounts::validate(&mut c, self.accounts);
         let (state_keys, state_key_ephemeral) =
             super::limits::state_keys(&mut c, self.server.state_key.as_ref(), store);
 
@@ -463,7 +467,11 @@ impl RawConfig {
                     "give each connection its own name",
                 );
             }
-            if let Some(conn) = validate_connection(&mut c, &key, rc, &public_url) {
+            let usernames = UsernamePolicy {
+                update: rc.update_username.unwrap_or(false),
+                quarantine: accounts.username_quarantine.clone(),
+            };
+            if let Some(conn) = validate_connection(&mut c, &key, rc, &public_url, usernames) {
                 connections.push(conn);
             }
         }
@@ -507,6 +515,7 @@ impl RawConfig {
                 login_timeout,
                 revocation_window,
             },
+            accounts,
             connections,
             assertion,
             apps,
@@ -519,6 +528,7 @@ fn validate_connection(
     key: &str,
     rc: RawConnection,
     public_url: &Url,
+    usernames: UsernamePolicy,
 ) -> Option<ConnectionConfig> {
     let clock_skew = c.duration(
         &format!("{key}.clock_skew"),
@@ -622,6 +632,7 @@ fn validate_connection(
         name: rc.name,
         protocol: protocol?,
         mapping: std::sync::Arc::new(mapping?),
+        usernames,
     })
 }
 

@@ -355,3 +355,84 @@ fn rate_limits_and_trusted_proxies_are_checked() {
     .to_string();
     assert!(err.contains("loginn"), "{err}");
 }
+
+#[test]
+fn usernames_are_immutable_by_default_and_a_freed_name_is_held_for_90_days() {
+    let c = load(OIDC, &[]).unwrap();
+    let u = &c.connections[0].usernames;
+    assert!(!u.update);
+    assert_eq!(u.quarantine.period, Duration::from_secs(90 * 86400));
+    assert!(u.quarantine.hash_key.is_none());
+    let c = load(
+        &format!(
+            "[accounts]\nusername_quarantine = \"30d\"\nusername_hash_key = \"{}\"\n{OIDC}update_username = true\n",
+            "k".repeat(32)
+        ),
+        &[],
+    )
+    .unwrap();
+    let u = &c.connections[0].usernames;
+    assert!(u.update);
+    assert_eq!(u.quarantine.period, Duration::from_secs(30 * 86400));
+    assert_eq!(u.quarantine.hash_key.as_ref().unwrap().expose().len(), 32);
+}
+
+#[test]
+fn a_zero_quarantine_turns_it_off_and_a_short_or_bad_setting_is_named() {
+    let c = load("[accounts]\nusername_quarantine = \"0\"", &[]).unwrap();
+    assert!(!c.accounts.username_quarantine.is_on());
+    let e = load(
+        "[accounts]\nusername_quarantine = \"soon\"\nusername_hash_key = \"short\"",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("accounts.username_quarantine = \"soon\""), "{e}");
+    assert!(
+        e.contains("accounts.username_hash_key: is shorter than 32"),
+        "{e}"
+    );
+    assert!(!e.contains("short\""), "the key is never shown: {e}");
+}
+
+#[test]
+fn the_report_gives_each_connections_email_trust_and_warns_of_risky_opt_ins() {
+    let saml = "[[connection]]\nname = \"adfs\"\nkind = \"saml\"\n[connection.saml]\nidp_metadata_file = \"/etc/idp.xml\"\nallow_unstable_name_id = true\nallow_unsigned_cbc = true\n";
+    let c = load(
+        &format!("{OIDC}[connection.mapping]\ntrust_email = true\n{saml}"),
+        &[],
+    )
+    .unwrap();
+    let out = report(&c).to_string();
+    for want in [
+        "connection corp (oidc",
+        "email_verified = true or no email_verified at all",
+        "connection adfs (saml",
+        "the address the IdP asserts is trusted",
+        "username: kept as the account was created (update_username = false",
+        "4 warnings:",
+        "connection[corp].mapping.trust_email = \"true\"",
+        "connection[adfs].saml.allow_unstable_name_id = \"true\"",
+        "connection[adfs].saml.allow_unsigned_cbc = \"true\"",
+        "accounts.username_hash_key: is not set",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in:\n{out}");
+    }
+    assert!(!out.contains("s3cret"), "{out}");
+    let plain = report(
+        &load(
+            &format!(
+                "{OIDC}[accounts]\nusername_hash_key = \"{}\"\n",
+                "k".repeat(40)
+            ),
+            &[],
+        )
+        .unwrap(),
+    )
+    .to_string();
+    assert!(
+        plain.contains("verified only when the provider sends email_verified = true"),
+        "{plain}"
+    );
+    assert!(plain.contains("no warnings"), "{plain}");
+}

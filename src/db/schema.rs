@@ -102,3 +102,20 @@ diesel::table! {
         revoke -> Bool,
     }
 }
+
+diesel::table! {
+    username_quarantine (name_hash) {
+        name_hash -> Text,
+        account_id -> Text,
+        held_until -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    generated_keys (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -11,6 +11,9 @@
 //! audited, and a disable or purge queues the end of the account's sessions (the revocation
 //! log), all in the caller's transaction, so either all of it happens or none.
 //!
+//! A purge frees the account's username: it is held back for the account (see `usernames`)
+//! in the same transaction.
+//!
 //! Profile writes at login (provisioning) do not bump the version: it counts state
 //! transitions, so a sweep's disable is not skipped because the person's name changed.
 
@@ -72,9 +75,16 @@ pub struct Seen {
 /// What to do to the account.
 #[derive(Debug, Clone, Copy)]
 pub enum Transition<'a> {
-    Disable { by: DisabledBy, reason: &'a str },
+    Disable {
+        by: DisabledBy,
+        reason: &'a str,
+    },
     Enable,
-    Purge { mode: PurgeMode },
+    /// `quarantine` holds the username the purge frees.
+    Purge {
+        mode: PurgeMode,
+        quarantine: &'a crate::usernames::Quarantine,
+    },
 }
 
 impl Transition<'_> {
@@ -145,6 +155,15 @@ pub fn transition(
         };
     }
     let version = seen.version + 1;
+    // The name a purge frees, read under the caller's lock before it is gone.
+    let username: Option<String> = match t {
+        Transition::Purge { .. } if valid => accounts::table
+            .find(account_id)
+            .select(accounts::username)
+            .first(c)
+            .optional()?,
+        _ => None,
+    };
     let written = if !valid {
         0
     } else {
@@ -173,9 +192,11 @@ pub fn transition(
                 .execute(c)?,
             Transition::Purge {
                 mode: PurgeMode::Delete,
+                ..
             } => diesel::delete(target!()).execute(c)?,
             Transition::Purge {
                 mode: PurgeMode::Anonymize,
+                ..
             } => {
                 // Keep the row so the audit trail's references still resolve; drop every personal
                 // value and the identity link (a returning person starts a fresh account).
@@ -229,6 +250,9 @@ pub fn transition(
             "lifecycle transition skipped: the account changed first"
         );
         return Ok(Applied::Skipped { now });
+    }
+    if let (Transition::Purge { quarantine, .. }, Some(name)) = (t, &username) {
+        quarantine.hold(c, name, account_id, at)?;
     }
     let mut details = details;
     if let (Transition::Disable { by, reason }, Value::Object(m)) = (t, &mut details) {

@@ -157,12 +157,70 @@ fn enable_clears_the_disable_and_a_stale_purge_keeps_the_account() {
             .first(&mut *db.get().unwrap())
             .unwrap();
     assert_eq!((reason, at, by), (None, None, None));
+    let off = crate::usernames::Quarantine::off();
     let purge = Transition::Purge {
         mode: PurgeMode::Delete,
+        quarantine: &off,
     };
     assert!(matches!(
         apply(&db, &disabled, purge),
         Applied::Skipped { .. }
     ));
     assert!(read(&mut db.get().unwrap(), "a1").unwrap().is_some());
+}
+
+/// A purge freed the username for the next person who asked for it. Both purge modes now hold
+/// it for the purged account, as a keyed hash only.
+#[test]
+fn a_purge_holds_the_freed_username_for_the_purged_account_in_both_modes() {
+    use crate::db::schema::username_quarantine;
+    for mode in [PurgeMode::Delete, PurgeMode::Anonymize] {
+        let (db, _p) = db();
+        let mut c = db.get().unwrap();
+        let cfg = crate::config::UsernameQuarantine::default();
+        let quarantine = crate::usernames::Quarantine::open(&mut c, &cfg).unwrap();
+        let seen = read(&mut c, "a1").unwrap().unwrap();
+        let disable = Transition::Disable {
+            by: DisabledBy::Directory,
+            reason: "gone",
+        };
+        let mut apply = |seen: &Seen, t: Transition<'_>| {
+            c.write_transaction(|c| transition(c, "a1", seen, t, ADMIN, json!({})))
+                .unwrap()
+        };
+        assert!(matches!(apply(&seen, disable), Applied::Done { .. }));
+        let purge = Transition::Purge {
+            mode,
+            quarantine: &quarantine,
+        };
+        let disabled = Seen {
+            active: false,
+            disabled_by: Some(DisabledBy::Directory),
+            version: 1,
+        };
+        assert!(matches!(apply(&disabled, purge), Applied::Done { .. }));
+        let held = quarantine.take(&mut c, "Alice", None, now()).unwrap();
+        assert_eq!(
+            held.map(|h| h.account_id).as_deref(),
+            Some("a1"),
+            "{mode:?}"
+        );
+        let rows: Vec<(String, String)> = username_quarantine::table
+            .select((
+                username_quarantine::name_hash,
+                username_quarantine::account_id,
+            ))
+            .load(&mut *c)
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(!format!("{rows:?}").contains("alice"), "{rows:?}");
+        // The account that held it may take it back (a purged account never logs in again,
+        // but a renamed one may).
+        assert!(
+            quarantine
+                .take(&mut c, "alice", Some("a1"), now())
+                .unwrap()
+                .is_none()
+        );
+    }
 }

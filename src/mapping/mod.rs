@@ -228,6 +228,16 @@ impl Mapping {
         })
     }
 
+    /// Whether an email sent without `email_verified` counts as verified (`trust_email`).
+    pub fn trusts_email(&self) -> bool {
+        self.trust_email
+    }
+
+    /// Whether a login whose `email_verified` is false is refused (`require_verified_email`).
+    pub fn requires_verified_email(&self) -> bool {
+        self.require_verified_email
+    }
+
     /// Applies the mapping to verified claims.
     pub fn apply(&self, claims: &Claims) -> Result<Profile, Refusal> {
         for name in &self.required_claims {

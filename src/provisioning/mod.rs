@@ -9,12 +9,18 @@
 //! A login never writes the status or disable columns, and it decides on the account row only
 //! after locking it, so a disable committed before that point refuses the login and one
 //! committed after it waits for the login's commit (and then wins).
+//!
+//! Usernames are immutable unless the connection sets `update_username`: then a login whose
+//! mapped username changed renames the account, and the name it gave up is held back (see
+//! `usernames`). A new account, or a rename, never takes a name held for another account.
 
 use crate::audit::{self, Event, Outcome};
+use crate::config::UsernamePolicy;
 use crate::db::models::{Account, AccountRole, Identity, STATUS_ACTIVE};
 use crate::db::schema::{account_roles, accounts, identities};
 use crate::db::{DbConnection, DbError, now};
 use crate::mapping::Profile;
+use crate::usernames::Quarantine;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -64,6 +70,12 @@ pub enum ProvisionError {
     AccountDisabled { account_id: String },
     #[error("the username is already used by another account")]
     UsernameTaken,
+    /// The name was given up by another account (a rename, a purge) and is still held for it.
+    #[error("the username is held for the account that gave it up, until {until}")]
+    UsernameQuarantined {
+        held_by: String,
+        until: time::PrimitiveDateTime,
+    },
     /// The account was purged between the identity read and its lock; `provision` retries.
     #[error("the account was removed during the login")]
     AccountGone,
@@ -89,11 +101,17 @@ pub fn provision(
     conn: &mut DbConnection,
     key: LoginKey<'_>,
     profile: &Profile,
+    usernames: &UsernamePolicy,
 ) -> Result<Provisioned, ProvisionError> {
+    let quarantine = Quarantine::open(conn, &usernames.quarantine)?;
+    let rules = Rules {
+        rename: usernames.update,
+        quarantine: &quarantine,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match conn.write_transaction(|c| provision_once(c, key, profile)) {
+        match conn.write_transaction(|c| provision_once(c, key, profile, rules)) {
             Err(ProvisionError::Db(e)) if e.is_unique_violation() && attempt < MAX_ATTEMPTS => {
                 tracing::debug!(attempt, "concurrent first login, retrying");
             }
@@ -105,10 +123,25 @@ pub fn provision(
     }
 }
 
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    /// Follow the mapped username (`update_username`).
+    rename: bool,
+    quarantine: &'a Quarantine,
+}
+
+fn refused(h: crate::usernames::Hold) -> ProvisionError {
+    ProvisionError::UsernameQuarantined {
+        held_by: h.account_id,
+        until: h.until,
+    }
+}
+
 fn provision_once(
     c: &mut DbConnection,
     key: LoginKey<'_>,
     profile: &Profile,
+    rules: Rules<'_>,
 ) -> Result<Provisioned, ProvisionError> {
     let at = now();
     let attributes = serde_json::to_string(&profile.attributes).expect("json map serializes");
@@ -147,16 +180,27 @@ fn provision_once(
             if acc.status != STATUS_ACTIVE {
                 return Err(ProvisionError::AccountDisabled { account_id });
             }
-            if username_owner
-                .as_ref()
-                .is_some_and(|owner| *owner != acc.id)
-            {
-                return Err(ProvisionError::UsernameTaken);
-            }
             let mut changed = Vec::new();
-            if acc.username != profile.username {
+            // Without `update_username` the account keeps its name whatever the IdP maps now.
+            let username = if rules.rename && acc.username != profile.username {
+                if username_owner
+                    .as_ref()
+                    .is_some_and(|owner| *owner != acc.id)
+                {
+                    return Err(ProvisionError::UsernameTaken);
+                }
+                if let Some(h) = rules
+                    .quarantine
+                    .take(c, &profile.username, Some(&acc.id), at)?
+                {
+                    return Err(refused(h));
+                }
+                rules.quarantine.hold(c, &acc.username, &acc.id, at)?;
                 changed.push("username");
-            }
+                profile.username.clone()
+            } else {
+                acc.username.clone()
+            };
             let email = profile.email.as_ref().map(|e| e.as_str().to_string());
             if acc.email != email {
                 changed.push("email");
@@ -182,7 +226,7 @@ fn provision_once(
                     .filter(accounts::status.eq(STATUS_ACTIVE)),
             )
             .set((
-                accounts::username.eq(&profile.username),
+                accounts::username.eq(&username),
                 accounts::email.eq(&email),
                 accounts::display_name.eq(&profile.display_name),
                 accounts::attributes.eq(&attributes),
@@ -200,7 +244,7 @@ fn provision_once(
                 .set(identities::last_login_at.eq(Some(at)))
                 .execute(c)?;
             let acc = Account {
-                username: profile.username.clone(),
+                username,
                 email,
                 display_name: profile.display_name.clone(),
                 attributes,
@@ -216,6 +260,11 @@ fn provision_once(
                 // first login of this subject that has not committed yet makes our insert
                 // below fail with a unique violation instead, which `provision` retries.
                 return Err(ProvisionError::UsernameTaken);
+            }
+            // Read after the owner (see above): a purge or rename that freed the name committed
+            // its hold with it.
+            if let Some(h) = rules.quarantine.take(c, &profile.username, None, at)? {
+                return Err(refused(h));
             }
             let acc = Account {
                 id: uuid::Uuid::new_v4().to_string(),

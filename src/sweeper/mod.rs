@@ -150,6 +150,7 @@ async fn sweep_leased<S: DirectorySource>(
         sessions,
         &name,
         &dir,
+        &connection.usernames.quarantine,
         &mut source,
         opts,
         &holder,
@@ -170,6 +171,7 @@ async fn sweep_locked<S: DirectorySource>(
     sessions: Option<&SessionStore>,
     name: &str,
     dir: &DirectoryConfig,
+    usernames: &crate::config::UsernameQuarantine,
     source: &mut S,
     opts: SweepOptions,
     holder: &str,
@@ -243,8 +245,13 @@ async fn sweep_locked<S: DirectorySource>(
         plan.clone(),
         dir.policy.purge,
     );
+    let names = usernames.clone();
     let applied = db
-        .run(move |c| store::apply(c, &n, &h, &p, &snapshot, purge, started))
+        .run(move |c| {
+            // Purges free usernames: held back in the same transaction (keys resolved first).
+            let quarantine = crate::usernames::Quarantine::open(c, &names)?;
+            store::apply(c, &n, &h, &p, &snapshot, purge, &quarantine, started)
+        })
         .await?;
     let Some((stats, revoke)) = applied else {
         let why = "the lease was lost before the plan was applied".to_string();

@@ -244,6 +244,7 @@ pub fn record_run(
 /// Accounts whose sessions must end, with the lifecycle version (epoch) they reached.
 pub type Revocations = Vec<(String, i64)>;
 
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     c: &mut DbConnection,
     connection: &str,
@@ -251,6 +252,7 @@ pub fn apply(
     plan: &Plan,
     snapshot: &Snapshot,
     purge: PurgeMode,
+    quarantine: &crate::usernames::Quarantine,
     started: PrimitiveDateTime,
 ) -> Result<Option<(RunStats, Revocations)>, DbError> {
     c.write_transaction(|c| {
@@ -332,7 +334,7 @@ pub fn apply(
                 }
                 Action::Purge => {
                     let Some(seen) = snapshot.get(&p.account_id) else { continue };
-                    let t = Transition::Purge { mode: purge };
+                    let t = Transition::Purge { mode: purge, quarantine };
                     let details = json!({ "mode": match purge { PurgeMode::Anonymize => "anonymize", PurgeMode::Delete => "delete" } });
                     match lifecycle::transition(c, &p.account_id, seen, t, origin, details)? {
                         Applied::Done { version } => {

@@ -41,6 +41,12 @@ pub enum LoginError {
     AccountDisabled { account_id: String },
     #[error("your username is already used by another account; contact your administrator")]
     UsernameTaken,
+    /// Held for the account that gave it up (`held_by`); never names the username, which the
+    /// person knows and the audit trail must not keep in clear.
+    #[error(
+        "your username was recently given up by another account and is held back for a while, so that applications do not take you for its previous holder; your administrator can release it with `jitbridge accounts release-username <your username>`"
+    )]
+    UsernameQuarantined { held_by: String },
     #[error("the service is temporarily unavailable; please try again")]
     Sessions(#[from] SessionError),
     #[error("the service is temporarily unavailable; please try again")]
@@ -98,9 +104,20 @@ impl LoginError {
             Self::Mapping(_) => "mapping_refused",
             Self::AccountDisabled { .. } => "account_disabled",
             Self::UsernameTaken => "username_taken",
+            Self::UsernameQuarantined { .. } => "username_quarantined",
             Self::Sessions(_) | Self::Database(_) | Self::Provisioning(_) | Self::Internal(_) => {
                 "internal_unavailable"
             }
+        }
+    }
+
+    /// The account the refusal is about, for the audit event: the disabled one, or the one a
+    /// quarantined username is held for.
+    pub fn account_id(&self) -> Option<&str> {
+        match self {
+            Self::AccountDisabled { account_id } => Some(account_id),
+            Self::UsernameQuarantined { held_by } => Some(held_by),
+            _ => None,
         }
     }
 
@@ -123,6 +140,9 @@ impl From<ProvisionError> for LoginError {
         match e {
             ProvisionError::AccountDisabled { account_id } => Self::AccountDisabled { account_id },
             ProvisionError::UsernameTaken => Self::UsernameTaken,
+            ProvisionError::UsernameQuarantined { held_by, .. } => {
+                Self::UsernameQuarantined { held_by }
+            }
             e @ (ProvisionError::AccountGone | ProvisionError::Db(_)) => Self::Provisioning(e),
         }
     }
@@ -244,9 +264,10 @@ impl ResponseError for LoginError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::UnknownConnection => StatusCode::NOT_FOUND,
-            Self::AccountDisabled { .. } | Self::Mapping(_) | Self::UsernameTaken => {
-                StatusCode::FORBIDDEN
-            }
+            Self::AccountDisabled { .. }
+            | Self::Mapping(_)
+            | Self::UsernameTaken
+            | Self::UsernameQuarantined { .. } => StatusCode::FORBIDDEN,
             Self::Adapter(AdapterError::Unavailable(_)) | Self::Saml(SamlError::NoMetadata) => {
                 StatusCode::BAD_GATEWAY
             }

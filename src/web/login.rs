@@ -54,8 +54,9 @@ pub(super) async fn audit_failure(
     // The first refusal of its kind this minute is written in full; the rest are counted and
     // written as one event when the minute is over (audit::failures), so junk cannot grow
     // the trail without bound.
-    // A refusal of a known account (it is disabled) came through the IdP: kept in full.
-    let of_an_account = matches!(err, LoginError::AccountDisabled { .. });
+    // A refusal of a known account (it is disabled, or holds the name) came through the IdP:
+    // kept in full.
+    let of_an_account = err.account_id().is_some();
     if !of_an_account
         && !state.failures.note(
             "login.failed",
@@ -80,7 +81,7 @@ pub(super) async fn audit_failure(
     if let Some(c) = connection {
         e = e.connection(c);
     }
-    if let LoginError::AccountDisabled { account_id } = err {
+    if let Some(account_id) = err.account_id() {
         e = e.account(account_id);
     }
     if let Err(db) = state.db.run(move |c| audit::record(c, e)).await {
@@ -283,12 +284,11 @@ pub(super) async fn complete_login(
 ) -> Result<SessionId, LoginError> {
     let connection = login.connection.as_str();
 
-    let mapping = state
+    let conn_cfg = state
         .config
         .connection(connection)
-        .ok_or(LoginError::UnknownConnection)?
-        .mapping
-        .clone();
+        .ok_or(LoginError::UnknownConnection)?;
+    let (mapping, usernames) = (conn_cfg.mapping.clone(), conn_cfg.usernames.clone());
     let profile = mapping.apply(&login.claims)?;
     let (conn_name, subject, rid) = (
         connection.to_string(),
@@ -306,6 +306,7 @@ pub(super) async fn complete_login(
                     request_id: Some(&rid),
                 },
                 &profile,
+                &usernames,
             )
         })
         .await?;

@@ -45,6 +45,66 @@ fn an_unknown_environment_override_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("JITBRIDGE_DATABSE__URL"));
 }
 
+/// `check-config` printed the configuration's Debug dump: nothing said which connections
+/// trust unverified emails or run with a risky opt-in. Now it prints each connection's email
+/// trust and a warning per risky setting, naming the key and the fix, and still exits 0.
+#[test]
+fn check_config_prints_email_trust_and_warns_of_each_risky_opt_in() {
+    let dir = std::env::temp_dir().join(format!("jbcli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("risky.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[connection]]
+name = "corp"
+kind = "oidc"
+issuer = "https://login.example.com"
+client_id = "jitbridge"
+client_secret = "literal-client-secret-never-printed"
+[connection.mapping]
+trust_email = true
+
+[[connection]]
+name = "adfs"
+kind = "saml"
+[connection.saml]
+idp_metadata_file = "/etc/jitbridge/idp.xml"
+allow_unstable_name_id = true
+allow_unsigned_cbc = true
+"#,
+    )
+    .unwrap();
+    let out = jitbridge()
+        .arg("--config")
+        .arg(&file)
+        .args(["check-config", "--dump"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "warnings are no errors: {out:?}"
+    );
+    for want in [
+        "connection corp (oidc",
+        "email: verified when the provider sends email_verified = true or no email_verified",
+        "connection adfs (saml",
+        "email: the address the IdP asserts is trusted",
+        "4 warnings:",
+        "connection[corp].mapping.trust_email = \"true\"",
+        "connection[adfs].saml.allow_unstable_name_id = \"true\"",
+        "connection[adfs].saml.allow_unsigned_cbc = \"true\"",
+        "accounts.username_hash_key: is not set",
+        "fix:",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in:\n{text}");
+    }
+    assert!(!text.contains("literal-client-secret"), "{text}");
+}
+
 #[test]
 fn migrate_creates_the_sqlite_schema_and_is_idempotent() {
     let dir = std::env::temp_dir().join(format!("jbcli-{}", uuid::Uuid::new_v4()));
@@ -107,6 +167,7 @@ fn database_with_alice() -> (crate::helpers::TestDb, String) {
         &mut db.get().unwrap(),
         key,
         &crate::direct::profile("alice"),
+        &Default::default(),
     )
     .unwrap();
     let url = test_db.url.clone();

@@ -61,7 +61,8 @@ fn a_login_racing_a_disable_never_re_enables_the_account() {
         request_id: None,
     };
     let profile = profile("racer");
-    provision(&mut db.get().unwrap(), key, &profile).expect("the first login provisions");
+    provision(&mut db.get().unwrap(), key, &profile, &Default::default())
+        .expect("the first login provisions");
     let mut admin = db.get().unwrap();
     for round in 0..rounds {
         jitbridge::accounts::set_disabled(&mut admin, "racer", None, "test").unwrap();
@@ -71,7 +72,7 @@ fn a_login_racing_a_disable_never_re_enables_the_account() {
                 let mut c = db.get().unwrap();
                 loop {
                     let after_disable = disabled.load(SeqCst);
-                    let r = provision(&mut c, key, &profile);
+                    let r = provision(&mut c, key, &profile, &Default::default());
                     match (&r, after_disable) {
                         (Ok(_), false) => {}
                         (Err(ProvisionError::AccountDisabled { .. }), false) => return None,
@@ -127,7 +128,13 @@ async fn a_login_racing_a_role_removal_never_brings_the_role_back_into_live_sess
         subject: "roles-subject",
         request_id: None,
     };
-    let first = provision(&mut db.get().unwrap(), key, &profile("roles")).unwrap();
+    let first = provision(
+        &mut db.get().unwrap(),
+        key,
+        &profile("roles"),
+        &Default::default(),
+    )
+    .unwrap();
     let account = first.account.id.clone();
     let session = store
         .create(SessionRecord {
@@ -150,7 +157,13 @@ async fn a_login_racing_a_role_removal_never_brings_the_role_back_into_live_sess
                 for i in 0..4u64 {
                     let db = db.clone();
                     let p = tokio::task::spawn_blocking(move || {
-                        provision(&mut db.get().unwrap(), key, &profile("roles")).unwrap()
+                        provision(
+                            &mut db.get().unwrap(),
+                            key,
+                            &profile("roles"),
+                            &Default::default(),
+                        )
+                        .unwrap()
                     })
                     .await
                     .unwrap();
@@ -257,7 +270,13 @@ async fn a_login_snapshot_delivered_after_a_role_removal_never_brings_the_role_b
         subject: "late-subject",
         request_id: None,
     };
-    provision(&mut db.get().unwrap(), key, &profile("late")).unwrap();
+    provision(
+        &mut db.get().unwrap(),
+        key,
+        &profile("late"),
+        &Default::default(),
+    )
+    .unwrap();
     for login_first in [false, true] {
         let store = if uses_redis() {
             let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
@@ -268,7 +287,13 @@ async fn a_login_snapshot_delivered_after_a_role_removal_never_brings_the_role_b
             SessionStore::memory(timeouts)
         };
         change(true);
-        let login = provision(&mut db.get().unwrap(), key, &profile("late")).unwrap();
+        let login = provision(
+            &mut db.get().unwrap(),
+            key,
+            &profile("late"),
+            &Default::default(),
+        )
+        .unwrap();
         assert!(login.state.roles.iter().any(|r| r.name == "oncall"));
         let removal = change(false);
         let session = store

@@ -22,3 +22,4 @@ mod revocations;
 mod saml;
 mod session_store;
 mod sweeper;
+mod usernames;

@@ -192,6 +192,7 @@ async fn snapshot_entries_deliver_the_account_and_a_replay_repairs_a_lost_one() 
         &mut db.get().unwrap(),
         key,
         &crate::direct::profile("snap"),
+        &Default::default(),
     )
     .unwrap();
     sessions.put_account(&p.state).await.unwrap();

@@ -119,7 +119,13 @@ async fn bench_disable_to_refusal_on_every_replica() {
             subject: &subject,
             request_id: None,
         };
-        let p = provision(&mut lib.get().unwrap(), key, &profile(&username)).unwrap();
+        let p = provision(
+            &mut lib.get().unwrap(),
+            key,
+            &profile(&username),
+            &Default::default(),
+        )
+        .unwrap();
         store.put_account(&p.state).await.unwrap();
         let id = store
             .create(SessionRecord {
@@ -220,7 +226,13 @@ async fn bench_disable_to_refusal_with_in_process_sessions() {
             subject: &subject,
             request_id: None,
         };
-        let p = provision(&mut lib.get().unwrap(), key, &profile(&username)).unwrap();
+        let p = provision(
+            &mut lib.get().unwrap(),
+            key,
+            &profile(&username),
+            &Default::default(),
+        )
+        .unwrap();
         app.state.sessions.put_account(&p.state).await.unwrap();
         let id = app
             .state

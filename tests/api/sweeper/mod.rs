@@ -103,7 +103,7 @@ pub async fn provision(app: &TestApp, subject: &str) {
             subject: &subject,
             request_id: None,
         };
-        jitbridge::provisioning::provision(c, key, &profile).unwrap();
+        jitbridge::provisioning::provision(c, key, &profile, &Default::default()).unwrap();
     })
     .await;
 }

@@ -1,0 +1,2 @@
+DROP TABLE generated_keys;
+DROP TABLE username_quarantine;
