@@ -289,7 +289,14 @@ async fn accounts_change(
             println!("disabled {}", acc.username);
             // The disable is committed: from here on a failure must not read as "nothing
             // happened", so it gets its own exit code and says what was done.
-            let state = crate::session::snapshot::load(&mut *db.get()?, &acc.id)?;
+            // The disable is committed: a failure to read the snapshot only leaves its delivery
+            // to the servers' followers.
+            let state = db
+                .get()
+                .map_err(anyhow::Error::from)
+                .and_then(|mut c| Ok(crate::session::snapshot::load(&mut c, &acc.id)?))
+                .ok()
+                .flatten();
             let revoked = match session_store_for_admin(config).await {
                 Ok(Some(store)) => async {
                     let n = store.revoke_account(&acc.id, Some(acc.version)).await?;

@@ -161,7 +161,7 @@ pub(super) fn state_keys(
     store: SessionStoreKind,
 ) -> (Vec<StateKey>, bool) {
     const FIX: &str = "generate one with `openssl rand -hex 32`, give every replica the same \
-        value, e.g. state_key = { env = \"JITBRIDGE_STATE_KEY\" } or { file = \"/etc/jitbridge/state.key\" }";
+        value, e.g. state_key = { env = \"STATE_KEY_SECRET\" } or { file = \"/etc/jitbridge/state.key\" }";
     let sources: Vec<(String, &SecretSource)> = match raw {
         None => Vec::new(),
         Some(RawStateKeys::One(s)) => vec![("server.state_key".to_string(), s)],

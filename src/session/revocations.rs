@@ -147,8 +147,13 @@ impl Follower {
                 Some(state) => {
                     sessions.put_account(state).await?;
                 }
-                // Purged: no personal value of it stays in the store.
-                None => sessions.drop_account(account).await?,
+                // Purged: no personal value of it stays in the store, and no late delivery of
+                // an older snapshot can bring one back (the tombstone's revision is the highest).
+                None => {
+                    sessions
+                        .put_account(&super::AccountState::tombstone(account))
+                        .await?;
+                }
             }
         }
         let mut outcome = PollOutcome::default();

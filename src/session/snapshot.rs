@@ -73,6 +73,20 @@ pub struct Role {
 }
 
 impl AccountState {
+    /// The snapshot of an account that is gone (purged): disabled, without any personal value,
+    /// at the highest revision, so that nothing replaces it.
+    pub fn tombstone(account_id: &str) -> Self {
+        Self {
+            id: account_id.to_string(),
+            revision: i64::MAX,
+            active: false,
+            username: String::new(),
+            email: None,
+            display_name: None,
+            roles: Vec::new(),
+        }
+    }
+
     /// The role names that count at `now` (unix seconds), in order, without duplicates.
     pub fn roles_at(&self, now: i64) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -29,6 +29,11 @@ pub enum LoginError {
     RateLimited(super::ratelimit::Limited),
     #[error("this login response belongs to another connection")]
     ConnectionMismatch,
+    /// `/login` asked by a script or a subresource (`Sec-Fetch-Mode` other than `navigate`):
+    /// each such request would leave a sealed-state cookie, and a hostile page firing many in
+    /// parallel could fill the browser's cookie header for the bridge's host.
+    #[error("a login starts from a link or a redirect, not from a script or an embedded resource")]
+    NotNavigation,
     #[error("{0}")]
     Adapter(#[from] AdapterError),
     #[error("the SAML response was refused: {0}")]
@@ -69,6 +74,7 @@ impl LoginError {
             Self::State(s) => s.reason(),
             Self::RateLimited(l) => l.class.reason(),
             Self::ConnectionMismatch => "connection_mismatch",
+            Self::NotNavigation => "login_not_navigation",
             Self::Adapter(a) => match a {
                 AdapterError::ProviderError { .. } => "provider_error",
                 AdapterError::MissingCode => "code_missing",

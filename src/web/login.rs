@@ -114,6 +114,15 @@ async fn start_inner(
     state: &AppState,
     q: &LoginQuery,
 ) -> Result<HttpResponse, LoginError> {
+    // Browsers say how a request was made; a navigation is the only way a person starts a
+    // login. (An older browser sends no header and is let through.)
+    if req
+        .headers()
+        .get("sec-fetch-mode")
+        .is_some_and(|m| m.as_bytes() != b"navigate")
+    {
+        return Err(LoginError::NotNavigation);
+    }
     let cfg = &state.config;
     let return_to = safe_return_to(
         q.rd.as_deref(),

@@ -484,3 +484,40 @@ async fn a_flood_of_junk_callbacks_writes_a_bounded_number_of_audit_rows() {
         "every refusal is counted"
     );
 }
+
+/// Regression (review): a hostile page could fire many parallel `fetch('/login?…')` with
+/// credentials; each answer left a sealed-state cookie (several kilobytes with a long `rd`),
+/// enough to push the browser's cookie header for the bridge's host past proxies' limits. A
+/// login now starts only from a navigation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_started_by_a_script_or_subresource_is_refused_and_sets_no_cookie() {
+    let app = spawn_app().await;
+    let browser = Browser::new();
+    for mode in ["no-cors", "cors", "same-origin"] {
+        let r = browser
+            .http
+            .get(format!("{}/login?rd=/x", app.base))
+            .header("Sec-Fetch-Mode", mode)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{mode}");
+        assert!(
+            r.headers().get("set-cookie").is_none(),
+            "{mode}: a cookie was set"
+        );
+    }
+    assert!(
+        app.failure_reasons()
+            .await
+            .contains(&"login_not_navigation".to_string())
+    );
+    let r = browser
+        .http
+        .get(format!("{}/login?rd=/x", app.base))
+        .header("Sec-Fetch-Mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "a navigation starts the login");
+}

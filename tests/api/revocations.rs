@@ -103,6 +103,30 @@ async fn an_applied_revocation_does_not_end_sessions_created_after_it() {
         let mut c = db.get().unwrap();
         revocations::Follower::start(&mut c, Duration::from_secs(600)).unwrap()
     };
+    // The account exists (a follower takes a missing one for purged and ends its sessions).
+    {
+        use diesel::prelude::*;
+        let at = jitbridge::db::now();
+        diesel::insert_into(jitbridge::db::schema::accounts::table)
+            .values(jitbridge::db::models::Account {
+                id: "acc-again".into(),
+                username: "again".into(),
+                email: None,
+                display_name: None,
+                attributes: "{}".into(),
+                status: "active".into(),
+                disabled_reason: None,
+                created_at: at,
+                updated_at: at,
+                last_login_at: None,
+                disabled_at: None,
+                version: 2,
+                disabled_by: None,
+                revision: 0,
+            })
+            .execute(&mut *db.get().unwrap())
+            .unwrap();
+    }
     let before = sessions.create(record("acc-again")).await.unwrap();
     revocations::queue(
         &mut db.get().unwrap(),
