@@ -64,8 +64,13 @@ def wrk(port, cookie):
 
 def verify_bench():
     servers = {"plain actix-web (ceiling)": (18090, spawn([f"{REL}/examples/plain_actix", "18090"]), "Cookie: x=y")}
-    for name, port, store in (("jitbridge, in-process sessions", 18091, "memory"), ("jitbridge, Redis sessions", 18092, "redis")):
-        p = spawn([f"{REL}/examples/verify_server", str(port), store])
+    for name, port, store, extra in (
+        ("jitbridge, in-process sessions", 18091, "memory", []),
+        ("jitbridge, in-process + assertion", 18093, "memory", ["assert"]),
+        ("jitbridge, Redis sessions", 18092, "redis", []),
+        ("jitbridge, Redis + assertion", 18094, "redis", ["assert"]),
+    ):
+        p = spawn([f"{REL}/examples/verify_server", str(port), store, *extra])
         cookie = p.stdout.readline().strip()
         servers[name] = (port, p, cookie)
     for port, _, _ in servers.values():

@@ -1,6 +1,8 @@
 //! The bridge as `serve` builds it (real config, real Application, real session store), with
 //! one session created through the store so the benchmark needs no IdP. Prints the cookie
-//! header on stdout, then serves. Usage: verify_server PORT memory|redis
+//! header on stdout, then serves. Usage: verify_server PORT memory|redis [assert]; with
+//! `assert`, the host the benchmark asks for is an `[[app]]`, so every answer carries the
+//! signed identity assertion (cached per session, as in production).
 use jitbridge::config::Config;
 use jitbridge::provisioning::AccountSnapshot;
 use jitbridge::session::snapshot::Role;
@@ -13,10 +15,18 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(18091);
     let store = args.next().unwrap_or_else(|| "memory".into());
+    let assertion = if args.next().as_deref() == Some("assert") {
+        let pem = jitbridge::assertion::keys::generate_p256_pem()?;
+        format!(
+            "[assertion]\nkeys = [{{ kid = \"bench\", private_key = '''{pem}''' }}]\n[[app]]\nhost = \"127.0.0.1:{port}\"\naudience = \"https://bench.example\"\n"
+        )
+    } else {
+        String::new()
+    };
     let db = std::env::temp_dir().join(format!("jb-bench-{port}.db"));
     let redis = std::env::var("JB_BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\noperator_listen = \"127.0.0.1:0\"\nworkers = 2\nstate_key = \"{key}\"\n[database]\nurl = \"sqlite://{}\"\n[sessions]\nstore = \"{store}\"\nredis_url = \"{redis}\"\nkey_prefix = \"jbbench:{port}:\"\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\noperator_listen = \"127.0.0.1:0\"\nworkers = 2\nstate_key = \"{key}\"\n[database]\nurl = \"sqlite://{}\"\n[sessions]\nstore = \"{store}\"\nredis_url = \"{redis}\"\nkey_prefix = \"jbbench:{port}:\"\n{assertion}",
         db.display(),
         // A bench-only key: Redis sessions need one (replicas share it).
         key = "3b1f0c9e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c",
