@@ -2,7 +2,7 @@
 //! distribution over many disables. Not a test: it asserts only that every disable was refused
 //! everywhere, and prints the figures. Run it with
 //! `JB_TEST_REPLICAS=1 cargo test --release --test api replicas::bench -- --ignored --nocapture`
-//! (`JB_BENCH_DISABLES` sets the count, default 1000).
+//! (`JB_BENCH_DISABLES` sets the count, default 1000; add `--test-threads=1`).
 //!
 //! Three real replicas on PostgreSQL and Redis. Each account gets a session in the shared
 //! Redis; then, one account at a time, a disable goes through the path `accounts disable` takes
