@@ -107,7 +107,7 @@ async fn a_login_racing_a_role_removal_never_brings_the_role_back_into_live_sess
     use jitbridge::lifecycle::roles::RoleChange;
     use jitbridge::mapping::RoleName;
     use jitbridge::provisioning::{LoginKey, provision};
-    use jitbridge::session::{SessionRecord, SessionStore, Timeouts, unix_now};
+    use jitbridge::session::{Timeouts, unix_now};
     use std::time::Duration;
     let rounds = if uses_postgres() { 60 } else { 15 };
     let (_test_db, db) = library_db();
@@ -115,14 +115,7 @@ async fn a_login_racing_a_role_removal_never_brings_the_role_back_into_live_sess
         idle: Duration::from_secs(600),
         absolute: Duration::from_secs(3600),
     };
-    let store = if uses_redis() {
-        let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
-        SessionStore::redis(&redis_url(), &prefix, timeouts)
-            .await
-            .unwrap()
-    } else {
-        SessionStore::memory(timeouts)
-    };
+    let store = crate::direct::suite_store(timeouts).await;
     let key = LoginKey {
         connection: CONNECTION,
         subject: "roles-subject",
@@ -137,15 +130,10 @@ async fn a_login_racing_a_role_removal_never_brings_the_role_back_into_live_sess
     .unwrap();
     let account = first.account.id.clone();
     let session = store
-        .create(SessionRecord {
-            account: first.account.clone(),
-            connection: CONNECTION.into(),
-            subject: "roles-subject".into(),
-            idp_session: None,
-            name_id: None,
-            created_at: unix_now(),
-            expires_at: unix_now() + 3600,
-        })
+        .create(crate::direct::session_of(
+            first.account.clone(),
+            "roles-subject",
+        ))
         .await
         .unwrap();
     let role = RoleName::parse("oncall").unwrap();
@@ -242,7 +230,7 @@ async fn a_login_snapshot_delivered_after_a_role_removal_never_brings_the_role_b
     use jitbridge::lifecycle::roles::RoleChange;
     use jitbridge::mapping::RoleName;
     use jitbridge::provisioning::{LoginKey, provision};
-    use jitbridge::session::{SessionRecord, SessionStore, Timeouts, unix_now};
+    use jitbridge::session::Timeouts;
     use std::time::Duration;
     let (_test_db, db) = library_db();
     let timeouts = Timeouts {
@@ -278,14 +266,7 @@ async fn a_login_snapshot_delivered_after_a_role_removal_never_brings_the_role_b
     )
     .unwrap();
     for login_first in [false, true] {
-        let store = if uses_redis() {
-            let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
-            SessionStore::redis(&redis_url(), &prefix, timeouts)
-                .await
-                .unwrap()
-        } else {
-            SessionStore::memory(timeouts)
-        };
+        let store = crate::direct::suite_store(timeouts).await;
         change(true);
         let login = provision(
             &mut db.get().unwrap(),
@@ -297,15 +278,10 @@ async fn a_login_snapshot_delivered_after_a_role_removal_never_brings_the_role_b
         assert!(login.state.roles.iter().any(|r| r.name == "oncall"));
         let removal = change(false);
         let session = store
-            .create(SessionRecord {
-                account: login.account.clone(),
-                connection: CONNECTION.into(),
-                subject: "late-subject".into(),
-                idp_session: None,
-                name_id: None,
-                created_at: unix_now(),
-                expires_at: unix_now() + 3600,
-            })
+            .create(crate::direct::session_of(
+                login.account.clone(),
+                "late-subject",
+            ))
             .await
             .unwrap();
         if login_first {

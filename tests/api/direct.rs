@@ -25,3 +25,35 @@ pub fn profile(username: &str) -> jitbridge::mapping::Profile {
         dropped_claims: vec![],
     }
 }
+
+/// A session of `account` as a login leaves it: an hour long, no IdP session.
+pub fn session_of(
+    account: jitbridge::provisioning::AccountSnapshot,
+    subject: &str,
+) -> jitbridge::session::SessionRecord {
+    let now = jitbridge::session::unix_now();
+    jitbridge::session::SessionRecord {
+        account,
+        connection: crate::helpers::CONNECTION.into(),
+        subject: subject.into(),
+        idp_session: None,
+        name_id: None,
+        created_at: now,
+        expires_at: now + 3600,
+    }
+}
+
+/// A session store of the suite's kind (`JB_TEST_SESSIONS`), under a fresh Redis prefix.
+pub async fn suite_store(
+    timeouts: jitbridge::session::Timeouts,
+) -> jitbridge::session::SessionStore {
+    use jitbridge::session::SessionStore;
+    if crate::helpers::uses_redis() {
+        let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
+        SessionStore::redis(&crate::helpers::redis_url(), &prefix, timeouts)
+            .await
+            .unwrap()
+    } else {
+        SessionStore::memory(timeouts)
+    }
+}

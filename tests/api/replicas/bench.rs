@@ -15,11 +15,37 @@
 
 use super::cluster::oidc_cluster;
 use super::skip;
-use crate::direct::profile;
+use crate::direct::{profile, session_of};
 use crate::helpers::*;
 use jitbridge::provisioning::{LoginKey, provision};
-use jitbridge::session::{SessionId, SessionRecord, SessionStore, Timeouts, unix_now};
+use jitbridge::session::{SessionId, SessionStore, Timeouts};
 use std::time::{Duration, Instant};
+
+/// `n` accounts with one session each, as logins leave them (account snapshot included);
+/// returns each username with its session id.
+async fn seed(lib: &jitbridge::db::Db, store: &SessionStore, n: usize) -> Vec<(String, SessionId)> {
+    let mut sessions = Vec::with_capacity(n);
+    for i in 0..n {
+        let username = format!("user{i}");
+        let subject = format!("subject-{i}");
+        let key = LoginKey {
+            connection: CONNECTION,
+            subject: &subject,
+            request_id: None,
+        };
+        let p = provision(
+            &mut lib.get().unwrap(),
+            key,
+            &profile(&username),
+            &Default::default(),
+        )
+        .unwrap();
+        store.put_account(&p.state).await.unwrap();
+        let id = store.create(session_of(p.account, &subject)).await.unwrap();
+        sessions.push((username, id));
+    }
+    sessions
+}
 
 async fn refused_everywhere(
     http: &reqwest::Client,
@@ -110,37 +136,7 @@ async fn bench_disable_to_refusal_on_every_replica() {
         .unwrap();
 
     // Accounts and sessions as logins would leave them.
-    let mut sessions: Vec<(String, SessionId)> = Vec::with_capacity(n);
-    for i in 0..n {
-        let username = format!("user{i}");
-        let subject = format!("subject-{i}");
-        let key = LoginKey {
-            connection: CONNECTION,
-            subject: &subject,
-            request_id: None,
-        };
-        let p = provision(
-            &mut lib.get().unwrap(),
-            key,
-            &profile(&username),
-            &Default::default(),
-        )
-        .unwrap();
-        store.put_account(&p.state).await.unwrap();
-        let id = store
-            .create(SessionRecord {
-                account: p.account,
-                connection: CONNECTION.into(),
-                subject,
-                idp_session: None,
-                name_id: None,
-                created_at: unix_now(),
-                expires_at: unix_now() + 3600,
-            })
-            .await
-            .unwrap();
-        sessions.push((username, id));
-    }
+    let sessions = seed(&lib, &store, n).await;
     for (_, id) in sessions.iter().take(3) {
         let cookie = format!("jitbridge={}", id.as_str());
         for base in &replicas {
@@ -217,39 +213,7 @@ async fn bench_disable_to_refusal_with_in_process_sessions() {
     .await;
     let lib =
         jitbridge::db::Db::connect(&jitbridge::config::Secret::new(&app.test_db.url), 4).unwrap();
-    let mut sessions = Vec::with_capacity(n);
-    for i in 0..n {
-        let username = format!("user{i}");
-        let subject = format!("subject-{i}");
-        let key = LoginKey {
-            connection: CONNECTION,
-            subject: &subject,
-            request_id: None,
-        };
-        let p = provision(
-            &mut lib.get().unwrap(),
-            key,
-            &profile(&username),
-            &Default::default(),
-        )
-        .unwrap();
-        app.state.sessions.put_account(&p.state).await.unwrap();
-        let id = app
-            .state
-            .sessions
-            .create(SessionRecord {
-                account: p.account,
-                connection: CONNECTION.into(),
-                subject,
-                idp_session: None,
-                name_id: None,
-                created_at: unix_now(),
-                expires_at: unix_now() + 3600,
-            })
-            .await
-            .unwrap();
-        sessions.push((username, id));
-    }
+    let sessions = seed(&lib, &app.state.sessions, n).await;
     let http = reqwest::Client::new();
     let replicas = vec![app.base.clone()];
     // Disables start every 20 ms, each measured by its own poller, so the figure is the
