@@ -105,6 +105,7 @@ impl LoginError {
                 SamlError::Subject(_) => "saml_subject",
                 SamlError::Busy => "saml_busy",
                 SamlError::Logout(_) => "saml_logout_invalid",
+                SamlError::NotOne(_) => "saml_not_one",
             },
             Self::Replayed => "saml_replayed",
             Self::Mapping(_) => "mapping_refused",

@@ -4,10 +4,9 @@
 
 use super::SamlError;
 use super::preflight::{self, ASSERTION_NS, PROTOCOL_NS};
+use super::tree::{elements, is, ns};
 use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
-use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
 
 pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 pub const STATUS_RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
@@ -133,102 +132,61 @@ pub struct LogoutMessage {
     pub status: Option<String>,
 }
 
-/// Reads a `LogoutRequest` or `LogoutResponse` (`root`) after the preflight refusals.
+/// Reads a `LogoutRequest` or `LogoutResponse` (`root`) after the preflight refusals, from
+/// one tree of the message (the HTTP-Redirect signature covers all of it), by namespace and
+/// local name.
 pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> {
-    let shape = preflight::scan(xml, root)?;
-    let mut msg = LogoutMessage {
-        id: shape.id,
-        in_response_to: shape.in_response_to,
-        destination: shape.destination,
-        status: shape.status,
-        ..Default::default()
-    };
-    let mut reader = NsReader::from_str(xml);
-    let mut depth = 0usize;
-    let mut capture: Option<(&'static str, usize)> = None;
-    let mut text = String::new();
+    preflight::scan(xml, root)?;
     let bad = |m: &str| SamlError::Logout(m.to_string());
-    loop {
-        let (ns, ev) = reader
-            .read_resolved_event()
-            .map_err(|_| bad("malformed XML"))?;
-        let is = |want: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want);
-        match ev {
-            Event::Start(ref e) => {
-                depth += 1;
-                let local = e.local_name();
-                if depth == 1 {
-                    for a in e.attributes().flatten() {
-                        let v = a
-                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                            .map_err(|_| bad("bad attribute"))?
-                            .into_owned();
-                        match a.key.as_ref() {
-                            b"IssueInstant" => msg.issue_instant = Some(v),
-                            b"NotOnOrAfter" => msg.not_on_or_after = Some(v),
-                            _ => {}
-                        }
-                    }
-                } else if depth == 2 {
-                    let which = match local.as_ref() {
-                        b"Issuer" if is(ASSERTION_NS) => Some("issuer"),
-                        b"NameID" if is(ASSERTION_NS) => {
-                            msg.name_id = Some(NameId {
-                                value: String::new(),
-                                format: preflight::attr(e, b"Format"),
-                                name_qualifier: preflight::attr(e, b"NameQualifier"),
-                                sp_name_qualifier: preflight::attr(e, b"SPNameQualifier"),
-                            });
-                            Some("name_id")
-                        }
-                        b"SessionIndex" if is(PROTOCOL_NS) => Some("session_index"),
-                        b"EncryptedID" => {
-                            return Err(bad(
-                                "encrypted NameIDs in logout requests are not supported",
-                            ));
-                        }
-                        _ => None,
-                    };
-                    if let Some(w) = which {
-                        capture = Some((w, depth));
-                        text.clear();
-                    }
-                }
-            }
-            Event::Text(ref t) if capture.is_some() => {
-                text.push_str(&t.decode().map_err(|_| bad("bad text"))?);
-            }
-            Event::GeneralRef(ref r) if capture.is_some() => {
-                let name = r.decode().map_err(|_| bad("bad reference"))?;
-                let resolved = quick_xml::escape::resolve_predefined_entity(&name)
-                    .map(str::to_string)
-                    .or_else(|| r.resolve_char_ref().ok().flatten().map(|c| c.to_string()))
-                    .ok_or_else(|| bad("unknown entity"))?;
-                text.push_str(&resolved);
-            }
-            Event::End(_) => {
-                if let Some((w, d)) = capture
-                    && d == depth
-                {
-                    let v = text.trim().to_string();
-                    match w {
-                        "issuer" => msg.issuer = Some(v),
-                        "name_id" => {
-                            if let Some(n) = msg.name_id.as_mut() {
-                                n.value = v;
-                            }
-                        }
-                        _ => msg.session_indexes.push(v),
-                    }
-                    capture = None;
-                }
-                depth = depth.saturating_sub(1);
-            }
-            Event::Eof => break,
-            _ => {}
-        }
+    let doc = super::assertion::parse_tree(xml).map_err(|_| bad("malformed XML"))?;
+    let r = doc.root_element();
+    let (saml, samlp) = (ns(ASSERTION_NS), ns(PROTOCOL_NS));
+    if !is(&r, samlp, root) {
+        return Err(bad("not the expected logout message"));
     }
-    Ok(msg)
+    let text = |n: roxmltree::Node<'_, '_>| {
+        n.descendants()
+            .filter(roxmltree::Node::is_text)
+            .filter_map(|t| t.text())
+            .collect::<String>()
+            .trim()
+            .to_string()
+    };
+    let one = |local: &str, in_ns: &str| -> Result<Option<roxmltree::Node<'_, '_>>, SamlError> {
+        let mut it = elements(r).filter(|c| is(c, in_ns, local));
+        match (it.next(), it.next()) {
+            (first, None) => Ok(first),
+            _ => Err(bad(&format!("more than one {local}"))),
+        }
+    };
+    if one("EncryptedID", saml)?.is_some() {
+        return Err(bad(
+            "encrypted NameIDs in logout requests are not supported",
+        ));
+    }
+    let attr = |name: &str| r.attribute(name).map(str::to_string);
+    Ok(LogoutMessage {
+        id: attr("ID"),
+        in_response_to: attr("InResponseTo"),
+        destination: attr("Destination"),
+        status: one("Status", samlp)?
+            .and_then(|st| super::tree::child(st, samlp, "StatusCode"))
+            .and_then(|c| c.attribute("Value"))
+            .map(str::to_string),
+        issue_instant: attr("IssueInstant"),
+        not_on_or_after: attr("NotOnOrAfter"),
+        issuer: one("Issuer", saml)?.map(text),
+        name_id: one("NameID", saml)?.map(|n| NameId {
+            value: text(n),
+            format: n.attribute("Format").map(str::to_string),
+            name_qualifier: n.attribute("NameQualifier").map(str::to_string),
+            sp_name_qualifier: n.attribute("SPNameQualifier").map(str::to_string),
+        }),
+        session_indexes: elements(r)
+            .filter(|c| is(c, samlp, "SessionIndex"))
+            .map(text)
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! response validation at the ACS, and single logout.
 //!
 //! libxmlsec1 verifies XML signatures ([`dsig`]: keys loaded once, same-document references
-//! and a transform allow-list, the pre-digest form as the only thing processed); `samael`
-//! parses the verified content into its schema types and builds AuthnRequests and metadata;
+//! and a transform allow-list, the pre-digest form as the only thing processed); the verified
+//! bytes become one tree, read by namespace and local name ([`assertion`], [`tree`]); `samael`
+//! builds AuthnRequests and metadata;
 //! [`validate`] checks what SAML core and the browser SSO profile ask of a response (time
 //! windows, issuer, audience, destination, recipient, InResponseTo, status). Around them:
 //! refusing DOCTYPEs and wrapping shapes before parsing ([`preflight`]), the signature policy
@@ -11,6 +12,7 @@
 //! ([`redirect`]) and logout messages ([`logout`]).
 //! The replay cache lives in the session store, shared by replicas, and is kept by the caller.
 
+mod assertion;
 pub mod decrypt;
 pub mod dsig;
 pub mod logout;
@@ -80,6 +82,13 @@ pub enum SamlError {
     Subject(String),
     #[error("the logout message is invalid: {0}")]
     Logout(String),
+    /// Read from the verified tree: not exactly one `saml:Assertion` or
+    /// `saml:EncryptedAssertion` child of the Response, or a second `Subject`, `Conditions`
+    /// or `Issuer` in the assertion (what the schema allows once).
+    #[error(
+        "the response must carry exactly one assertion, with one subject, issuer and set of conditions ({0})"
+    )]
+    NotOne(&'static str),
 }
 
 /// One SAML connection: our SP settings and the IdP as its metadata describes it.

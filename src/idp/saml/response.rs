@@ -1,12 +1,13 @@
 //! Validation of a POSTed `samlp:Response` at the ACS.
 
-use super::profile::{build, parse_verified, subject_name_id_qualifiers};
+use super::assertion::{Assertion, parse_tree};
+use super::profile::build;
+use super::tree::{elements, is, ns};
 use super::validate::{self, Expect};
 use super::{IdpView, SamlError, preflight};
 use crate::config::{RequiredSignature, SamlConfig};
 use crate::mapping::Claims;
 use openssl::pkey::{PKey, Private};
-use samael::schema::{Assertion, Response};
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
@@ -86,32 +87,35 @@ pub(super) fn verify(
         }
         let tree = parse_tree(&verified)?;
         validate::response(tree.root_element(), &expect)?;
-        if shape.encrypted {
-            let key = sp_key.ok_or_else(no_sp_key)?;
-            let enc = super::decrypt::encrypted_assertion(tree.root_element())?;
-            // The Response signature covers the ciphertext, so AES-CBC is no oracle here.
-            let plain = super::decrypt::decrypt_assertion(enc, key, true)?;
-            let inner = preflight::scan_assertion(&plain).map_err(plaintext_unreadable)?;
-            require_signatures(cfg, true, inner.assertion_signed())?;
-            let doc = if inner.assertion_signed() {
-                reduce(&plain)?
-            } else {
-                plain
-            };
-            (doc, inner.assertion_id)
-        } else {
-            let r: Response = parse_verified(&verified)?;
-            let a = r
-                .assertion
-                .ok_or_else(|| SamlError::Invalid("the response carries no assertion".into()))?;
-            return finish(cfg, &expect, a, shape.assertion_id.as_deref(), &verified);
+        match carried(tree.root_element())? {
+            Carried::Encrypted(enc) => {
+                let key = sp_key.ok_or_else(no_sp_key)?;
+                // The Response signature covers the ciphertext, so AES-CBC is no oracle here.
+                let plain = super::decrypt::decrypt_assertion(enc, key, true)?;
+                let inner = preflight::scan_assertion(&plain).map_err(plaintext_unreadable)?;
+                require_signatures(cfg, true, inner.assertion_signed())?;
+                let doc = if inner.assertion_signed() {
+                    reduce(&plain)?
+                } else {
+                    plain
+                };
+                (doc, inner.assertion_id)
+            }
+            Carried::Plain(a) => {
+                // The policy was checked on the received view; the verified one must agree.
+                require_signatures(cfg, true, shape.assertion_signed())?;
+                let a = Assertion::read(a)?;
+                return finish(cfg, &expect, a, shape.assertion_id.as_deref());
+            }
         }
     } else if shape.encrypted {
         // A connection that needs the Response signed refuses before any RSA operation.
         require_signatures(cfg, false, true)?;
         let key = sp_key.ok_or_else(no_sp_key)?;
         let tree = parse_tree(&xml)?;
-        let enc = super::decrypt::encrypted_assertion(tree.root_element())?;
+        let Carried::Encrypted(enc) = carried(tree.root_element())? else {
+            return Err(more_than_one_assertion());
+        };
         let plain = super::decrypt::decrypt_assertion(enc, key, cfg.allow_unsigned_cbc)?;
         let inner = preflight::scan_assertion(&plain).map_err(plaintext_unreadable)?;
         require_signatures(cfg, false, inner.assertion_signed())?;
@@ -123,8 +127,45 @@ pub(super) fn verify(
     if !preflight::root_is(&assertion_doc, preflight::ASSERTION_NS, b"Assertion") {
         return Err(SamlError::BadSignature);
     }
-    let a: Assertion = parse_verified(&assertion_doc)?;
-    finish(cfg, &expect, a, seen_id.as_deref(), &assertion_doc)
+    let tree = parse_tree(&assertion_doc)?;
+    finish(
+        cfg,
+        &expect,
+        Assertion::read(tree.root_element())?,
+        seen_id.as_deref(),
+    )
+}
+
+/// The assertion a Response carries, taken from the one tree (verified bytes, or for an
+/// unsigned Response the received message): its one `saml:Assertion` or
+/// `saml:EncryptedAssertion` child, by namespace and local name. A login response carries
+/// exactly one (the browser SSO profile, 4.1.4.2); elements of other namespaces or other
+/// places are not assertions and are never read.
+enum Carried<'a, 'i> {
+    Plain(roxmltree::Node<'a, 'i>),
+    Encrypted(roxmltree::Node<'a, 'i>),
+}
+
+fn carried<'a, 'i>(root: roxmltree::Node<'a, 'i>) -> Result<Carried<'a, 'i>, SamlError> {
+    let saml = ns(preflight::ASSERTION_NS);
+    let mut found = elements(root).filter_map(|c| {
+        if is(&c, saml, "Assertion") {
+            Some(Carried::Plain(c))
+        } else if is(&c, saml, "EncryptedAssertion") {
+            Some(Carried::Encrypted(c))
+        } else {
+            None
+        }
+    });
+    match (found.next(), found.next()) {
+        (Some(one), None) => Ok(one),
+        (None, _) => Err(SamlError::NotOne("no assertion")),
+        (Some(_), Some(_)) => Err(more_than_one_assertion()),
+    }
+}
+
+fn more_than_one_assertion() -> SamlError {
+    SamlError::NotOne("more than one assertion")
 }
 
 fn no_sp_key() -> SamlError {
@@ -138,26 +179,12 @@ fn plaintext_unreadable(e: preflight::PreflightError) -> SamlError {
     SamlError::Decryption(super::decrypt::Failure::Plaintext)
 }
 
-/// One tree of bytes already verified (or, for an unsigned Response, of the received message,
-/// from which only the `EncryptedAssertion` child of the root is taken).
-fn parse_tree(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
-    roxmltree::Document::parse_with_options(
-        xml,
-        roxmltree::ParsingOptions {
-            allow_dtd: false,
-            ..Default::default()
-        },
-    )
-    .map_err(unreadable)
-}
-
 /// The checks on the verified assertion, and the values the login goes on with.
 fn finish(
     cfg: &SamlConfig,
     expect: &Expect<'_>,
     assertion: Assertion,
     seen_id: Option<&str>,
-    content: &str,
 ) -> Result<VerifiedResponse, SamlError> {
     // The assertion processed must be the one the scan saw (and judged signed).
     if seen_id != Some(assertion.id.as_str()) {
@@ -166,12 +193,7 @@ fn finish(
         ));
     }
     validate::assertion(&assertion, expect)?;
-    let mut verified = build(cfg, &assertion)?;
-    if let Some(n) = verified.name_id.as_mut() {
-        // samael's schema drops the NameID's qualifiers; our LogoutRequest must echo them.
-        (n.name_qualifier, n.sp_name_qualifier) = subject_name_id_qualifiers(content);
-    }
-    Ok(verified)
+    build(cfg, &assertion)
 }
 
 fn require_signatures(
@@ -206,4 +228,60 @@ pub(super) fn short_status(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which assertion the ACS goes on with, for a (verified) Response with these children.
+    /// The preflight refuses most of these shapes before anything is verified; this is the
+    /// layer behind it, proven on its own.
+    fn pick(children: &str) -> Result<String, SamlError> {
+        let xml = format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{children}</samlp:Response>"#
+        );
+        let doc = parse_tree(&xml).unwrap();
+        Ok(match carried(doc.root_element())? {
+            Carried::Plain(n) => format!("plain {}", n.attribute("ID").unwrap_or("")),
+            Carried::Encrypted(n) => format!("encrypted {}", n.attribute("Id").unwrap_or("")),
+        })
+    }
+
+    #[test]
+    fn the_assertion_is_the_one_saml_child_of_the_response_whatever_lies_around_it() {
+        let genuine = r#"<saml:Assertion ID="genuine"/>"#;
+        let sealed = r#"<saml:EncryptedAssertion Id="genuine"/>"#;
+        let decoys = [
+            r#"<x:EncryptedAssertion xmlns:x="urn:example:decoy" Id="decoy"/>"#,
+            r#"<EncryptedAssertion xmlns="" Id="decoy"/>"#,
+            r#"<x:Assertion xmlns:x="urn:example:decoy" ID="decoy"/>"#,
+            r#"<Assertion ID="decoy"/>"#,
+            r#"<samlp:Extensions><saml:EncryptedAssertion Id="decoy"/></samlp:Extensions>"#,
+            r#"<samlp:Status><saml:Assertion ID="decoy"/></samlp:Status>"#,
+        ];
+        for d in decoys {
+            for (real, want) in [(genuine, "plain genuine"), (sealed, "encrypted genuine")] {
+                assert_eq!(pick(&format!("{d}{real}")).unwrap(), want, "before: {d}");
+                assert_eq!(pick(&format!("{real}{d}")).unwrap(), want, "after: {d}");
+            }
+            // A decoy alone is no assertion at all.
+            assert!(
+                matches!(pick(d), Err(SamlError::NotOne("no assertion"))),
+                "{d}"
+            );
+        }
+        for two in [
+            format!("{genuine}{genuine}"),
+            format!("{genuine}{sealed}"),
+            format!("{sealed}{genuine}"),
+            format!("{sealed}{sealed}"),
+        ] {
+            let e = pick(&two).unwrap_err();
+            assert!(
+                matches!(e, SamlError::NotOne("more than one assertion")),
+                "{two}: {e}"
+            );
+        }
+    }
 }

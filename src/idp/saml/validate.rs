@@ -1,5 +1,6 @@
 //! The checks SAML core and the Web Browser SSO profile ask of a verified Response and its
-//! Assertion, run on samael's parsed types of exactly the content the signatures cover.
+//! Assertion, run on the one tree of exactly the content the signatures cover (the Response
+//! root as a node, the assertion as [`super::assertion::Assertion`] read from it).
 //!
 //! These were samael's `ServiceProvider` checks plus what it left to its callers (a required
 //! AudienceRestriction, IssueInstant not in the future, SessionNotOnOrAfter); they live here
@@ -8,11 +9,11 @@
 //! assertion must not claim to answer a request (profiles 4.1.4.2).
 
 use super::SamlError;
+use super::assertion::Assertion;
 use super::preflight::{ASSERTION_NS, PROTOCOL_NS};
 use super::tree::{child, ns};
 use crate::config::SamlConfig;
 use chrono::{DateTime, Duration, Utc};
-use samael::schema::Assertion;
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
@@ -95,11 +96,14 @@ pub(super) fn assertion(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> 
         return Err(SamlError::Version);
     }
     // The browser SSO profile (4.1.4.2): a login assertion says that someone authenticated.
-    if a.authn_statements.as_ref().is_none_or(|s| s.is_empty()) {
+    if a.authn_statements.is_empty() {
         return Err(SamlError::NoAuthnStatement);
     }
-    e.issued_recently(a.issue_instant)?;
-    e.issuer(a.issuer.value.as_deref())?;
+    let issued = a
+        .issue_instant
+        .ok_or_else(|| SamlError::Invalid("it has no valid IssueInstant".into()))?;
+    e.issued_recently(issued)?;
+    e.issuer(a.issuer.as_deref())?;
     let (now, skew) = (e.now, e.skew());
     let conditions = a.conditions.as_ref().ok_or(SamlError::Audience)?;
     if conditions.not_before.is_some_and(|t| now < t - skew) {
@@ -109,19 +113,16 @@ pub(super) fn assertion(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> 
         return Err(SamlError::Invalid("it has expired".into()));
     }
     // An AudienceRestriction is required, and each one present must name us (core 2.5.1.4).
-    let restrictions = conditions
-        .audience_restrictions
-        .as_ref()
-        .filter(|r| !r.is_empty())
-        .ok_or(SamlError::Audience)?;
-    if !restrictions
-        .iter()
-        .all(|r| r.audience.iter().any(|aud| aud == &e.cfg.entity_id))
+    let restrictions = &conditions.audience_restrictions;
+    if restrictions.is_empty()
+        || !restrictions
+            .iter()
+            .all(|r| r.iter().any(|aud| aud == &e.cfg.entity_id))
     {
         return Err(SamlError::Audience);
     }
     bearer_confirmation(a, e)?;
-    for st in a.authn_statements.iter().flatten() {
+    for st in &a.authn_statements {
         if st
             .session_not_on_or_after
             .is_some_and(|end| end + skew <= now)
@@ -139,14 +140,14 @@ fn bearer_confirmation(a: &Assertion, e: &Expect<'_>) -> Result<(), SamlError> {
     let bearers = a
         .subject
         .as_ref()
-        .and_then(|s| s.subject_confirmations.as_ref())
-        .into_iter()
-        .flatten()
+        .map(|s| s.confirmations.as_slice())
+        .unwrap_or_default()
+        .iter()
         .filter(|c| c.method.as_deref() == Some(BEARER));
     let mut first = None;
     for c in bearers {
         let outcome = (|| {
-            let d = c.subject_confirmation_data.as_ref().ok_or_else(no_bearer)?;
+            let d = c.data.as_ref().ok_or_else(no_bearer)?;
             if d.not_before.is_some_and(|t| now < t - skew) {
                 return Err(SamlError::Invalid("it is not valid yet".into()));
             }
@@ -206,6 +207,11 @@ mod tests {
         )
     }
 
+    fn parse(xml: &str) -> Assertion {
+        let doc = super::super::assertion::parse_tree(xml).unwrap();
+        Assertion::read(doc.root_element()).unwrap()
+    }
+
     fn expect<'a>(cfg: &'a SamlConfig, request_id: Option<&'a str>) -> Expect<'a> {
         Expect {
             cfg,
@@ -219,13 +225,15 @@ mod tests {
     fn an_assertion_answering_our_request_passes_and_the_checks_can_fail() {
         let cfg = cfg();
         let acs = cfg.acs_url.to_string();
-        let ok: Assertion = assertion_xml(&cfg, Some("_req"), &acs).parse().unwrap();
+        let ok = parse(&assertion_xml(&cfg, Some("_req"), &acs));
         assertion(&ok, &expect(&cfg, Some("_req"))).unwrap();
         let e = assertion(&ok, &expect(&cfg, Some("_other"))).unwrap_err();
         assert!(matches!(e, SamlError::InResponseTo), "{e}");
-        let elsewhere: Assertion = assertion_xml(&cfg, Some("_req"), "https://evil.example/acs")
-            .parse()
-            .unwrap();
+        let elsewhere = parse(&assertion_xml(
+            &cfg,
+            Some("_req"),
+            "https://evil.example/acs",
+        ));
         let e = assertion(&elsewhere, &expect(&cfg, Some("_req"))).unwrap_err();
         assert!(e.to_string().contains("Recipient"), "{e}");
         let mut late = expect(&cfg, Some("_req"));
@@ -246,13 +254,10 @@ mod tests {
         let acs = cfg.acs_url.to_string();
         let xml = assertion_xml(&cfg, Some("_req"), &acs);
         let re = regex::Regex::new(r"<saml:AuthnStatement [^>]*/>").unwrap();
-        let bare: Assertion = re.replace(&xml, "").parse().unwrap();
+        let bare = parse(&re.replace(&xml, ""));
         let e = assertion(&bare, &expect(&cfg, Some("_req"))).unwrap_err();
         assert!(matches!(e, SamlError::NoAuthnStatement), "{e}");
-        let old: Assertion = xml
-            .replace("Version=\"2.0\"", "Version=\"2.1\"")
-            .parse()
-            .unwrap();
+        let old = parse(&xml.replace("Version=\"2.0\"", "Version=\"2.1\""));
         let e = assertion(&old, &expect(&cfg, Some("_req"))).unwrap_err();
         assert!(matches!(e, SamlError::Version), "{e}");
     }
@@ -262,9 +267,9 @@ mod tests {
     fn an_unsolicited_assertion_must_not_claim_to_answer_a_request() {
         let cfg = cfg();
         let acs = cfg.acs_url.to_string();
-        let unsolicited: Assertion = assertion_xml(&cfg, None, &acs).parse().unwrap();
+        let unsolicited = parse(&assertion_xml(&cfg, None, &acs));
         assertion(&unsolicited, &expect(&cfg, None)).unwrap();
-        let claims: Assertion = assertion_xml(&cfg, Some("_req"), &acs).parse().unwrap();
+        let claims = parse(&assertion_xml(&cfg, Some("_req"), &acs));
         let e = assertion(&claims, &expect(&cfg, None)).unwrap_err();
         assert!(matches!(e, SamlError::InResponseTo), "{e}");
     }
