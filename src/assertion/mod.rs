@@ -108,11 +108,31 @@ impl Assertions {
         account: &AccountSnapshot,
         now: i64,
     ) -> Option<Arc<str>> {
-        let key = self.keys.first()?;
         let Some(app) = host.and_then(|h| self.app_for_host(h)) else {
             tracing::debug!(host = ?host, "no [[app]] is configured for this host: no identity assertion");
             return None;
         };
+        self.for_app_at(app, session_key, account, now)
+    }
+
+    /// The assertion for `app` (already found for the request's host).
+    pub fn for_app(
+        &self,
+        app: &AppConfig,
+        session_key: &str,
+        account: &AccountSnapshot,
+    ) -> Option<Arc<str>> {
+        self.for_app_at(app, session_key, account, crate::session::unix_now())
+    }
+
+    fn for_app_at(
+        &self,
+        app: &AppConfig,
+        session_key: &str,
+        account: &AccountSnapshot,
+        now: i64,
+    ) -> Option<Arc<str>> {
+        let key = self.keys.first()?;
         let roles = filter_roles(&account.roles, app.roles.as_deref());
         let fingerprint = fingerprint(key, app, account, &roles);
         let cache_key = Cache::key(session_key, &app.audience);

@@ -167,7 +167,8 @@ async fn sample_app(req: HttpRequest, state: aw::Data<AppState>) -> HttpResponse
                 ("X-Auth-Request-Groups", a.roles.join(",")),
             ];
             // What /auth/verify would add for this host (keys at /.well-known/jwks.json).
-            if let Some(token) = web::assertion_header(&req, &state, &id, a) {
+            let app = web::request_host(&req).and_then(|h| state.assertions.app_for_host(h));
+            if let Some(token) = web::assertion_header(app, &state, &id, a) {
                 let token = token.to_str().unwrap_or_default().to_string();
                 headers.push(("X-Jitbridge-Assertion", token));
             }

@@ -33,7 +33,7 @@ struct Inner {
     /// this is remembered: the absolute timeout, after which no older session can be alive).
     epochs: HashMap<String, (i64, i64)>,
     /// Account -> (its snapshot, unix seconds until which it is kept: the absolute timeout).
-    accounts: HashMap<String, (AccountState, i64)>,
+    accounts: HashMap<String, (Arc<AccountState>, i64)>,
 }
 
 pub struct MemoryStore {
@@ -94,7 +94,7 @@ impl MemoryStore {
         &self,
         key: &str,
         now: i64,
-    ) -> Result<Option<(SessionRecord, Option<AccountState>)>, SessionError> {
+    ) -> Result<Option<(SessionRecord, Option<Arc<AccountState>>)>, SessionError> {
         let (entry, min_epoch, state) = {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
             let entry = inner.sessions.get(key).cloned();
@@ -133,7 +133,7 @@ impl MemoryStore {
             _ => {
                 inner
                     .accounts
-                    .insert(state.id.clone(), (state.clone(), until));
+                    .insert(state.id.clone(), (Arc::new(state.clone()), until));
                 Ok(true)
             }
         }

@@ -32,12 +32,24 @@ use std::time::Duration;
 const ID_BYTES: usize = 32;
 
 /// A session id as it travels in the cookie. Not `Debug`-printable on purpose.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionId(String);
+#[derive(Clone)]
+pub struct SessionId(String, std::sync::OnceLock<String>);
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for SessionId {}
 
 impl SessionId {
+    fn new(secret: String) -> Self {
+        Self(secret, std::sync::OnceLock::new())
+    }
+
     pub fn generate() -> Self {
-        Self(random_token())
+        Self::new(random_token())
     }
 
     /// Accepts only what [`SessionId::generate`] could have produced, so junk never reaches the store.
@@ -45,16 +57,17 @@ impl SessionId {
         (s.len() == 43
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| Self(s.to_string()))
+        .then(|| Self::new(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The key under which the store keeps this session.
-    pub fn store_key(&self) -> String {
-        hash_key(&self.0)
+    /// The key under which the store keeps this session (hashed once per id: `/auth/verify`
+    /// needs it for the store and for the assertion cache).
+    pub fn store_key(&self) -> &str {
+        self.1.get_or_init(|| hash_key(&self.0))
     }
 }
 
@@ -69,13 +82,7 @@ pub fn random_token() -> String {
 
 /// Hex SHA-256, for keys derived from secrets (session ids, login state).
 pub fn hash_key(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// What the server keeps for a session.
@@ -206,7 +213,7 @@ impl SessionStore {
     /// Stores a new session and returns its id (for the cookie).
     pub async fn create(&self, record: SessionRecord) -> Result<SessionId, SessionError> {
         let id = SessionId::generate();
-        dispatch!(self, s => s.insert(&id.store_key(), &record).await)?;
+        dispatch!(self, s => s.insert(id.store_key(), &record).await)?;
         Ok(id)
     }
 
@@ -217,10 +224,10 @@ impl SessionStore {
     pub async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, SessionError> {
         let now = unix_now();
         let key = id.store_key();
-        let Some((mut record, state)) = dispatch!(self, s => s.get(&key, now).await)? else {
+        let Some((mut record, state)) = dispatch!(self, s => s.get(key, now).await)? else {
             return Ok(None);
         };
-        match snapshot::judge(&record.account, state.as_ref()) {
+        match snapshot::judge(&record.account, state.as_deref()) {
             snapshot::Verdict::Apply => {
                 if let Some(state) = state {
                     state.apply_to(&mut record.account, now);
@@ -231,7 +238,7 @@ impl SessionStore {
                 tracing::debug!(why, "session refused by its account snapshot");
                 // Ended for good: a later snapshot (a re-enable) must not bring it back, and
                 // its record should not linger.
-                dispatch!(self, s => s.delete(&key).await)?;
+                dispatch!(self, s => s.delete(key).await)?;
                 Ok(None)
             }
         }
@@ -250,7 +257,7 @@ impl SessionStore {
     }
 
     pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
-        dispatch!(self, s => s.delete(&id.store_key()).await)
+        dispatch!(self, s => s.delete(id.store_key()).await)
     }
 
     /// Ends every session of the account; returns how many there were.

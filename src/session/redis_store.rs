@@ -132,7 +132,7 @@ impl RedisStore {
         &self,
         key: &str,
         now: i64,
-    ) -> Result<Option<(SessionRecord, Option<AccountState>)>, SessionError> {
+    ) -> Result<Option<(SessionRecord, Option<std::sync::Arc<AccountState>>)>, SessionError> {
         let mut conn = self.conn.clone();
         // One round trip: the record, its account's epoch and snapshot, read together (a
         // script runs atomically). The script only finds the account id; the checks are here.
@@ -161,7 +161,10 @@ impl RedisStore {
             self.delete(key).await?;
             return Ok(None);
         }
-        Ok(Some((record, AccountState::decode(&state))))
+        Ok(Some((
+            record,
+            AccountState::decode(&state).map(std::sync::Arc::new),
+        )))
     }
 
     pub(super) async fn put_account(&self, state: &AccountState) -> Result<bool, SessionError> {

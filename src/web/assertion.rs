@@ -2,6 +2,7 @@
 //! header `/auth/verify` adds (see [`crate::assertion`] for what is in it).
 
 use super::AppState;
+use crate::config::AppConfig;
 use crate::provisioning::AccountSnapshot;
 use crate::session::SessionId;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -30,16 +31,19 @@ pub fn request_host(req: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// The `X-Jitbridge-Assertion` value for this request and session, from the same account
-/// values the identity headers carry; `None` when no app or key applies or it would be too large.
+/// The `X-Jitbridge-Assertion` value for this session and the request's app, from the same
+/// account values the identity headers carry; `None` when no app or key applies or it would be
+/// too large.
 pub fn header_for(
-    req: &HttpRequest,
+    app: Option<&AppConfig>,
     state: &AppState,
     id: &SessionId,
     account: &AccountSnapshot,
 ) -> Option<HeaderValue> {
-    let token = state
-        .assertions
-        .for_request(request_host(req), &id.store_key(), account)?;
+    let Some(app) = app else {
+        tracing::debug!("no [[app]] is configured for this host: no identity assertion");
+        return None;
+    };
+    let token = state.assertions.for_app(app, id.store_key(), account)?;
     HeaderValue::from_str(&token).ok()
 }

@@ -52,8 +52,8 @@ pub async fn verify(
         }
     };
     // The app's own rule first: the Host is the caller's to choose, the query the proxy's.
-    if let Some(app) =
-        super::assertion::request_host(&req).and_then(|h| state.assertions.app_for_host(h))
+    let app = super::assertion::request_host(&req).and_then(|h| state.assertions.app_for_host(h));
+    if let Some(app) = app
         && !crate::assertion::admits(app, &record.account.roles)
     {
         return plain(
@@ -92,7 +92,7 @@ pub async fn verify(
     }
     put(&GROUPS, &a.roles.join(","));
     // The same values, signed for the app this host is (see `assertion`).
-    if let Some(token) = super::assertion::header_for(&req, &state, &id, a) {
+    if let Some(token) = super::assertion::header_for(app, &state, &id, a) {
         resp.insert_header((super::assertion::ASSERTION.clone(), token));
     }
     resp.finish()

@@ -33,7 +33,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use assertion::header_for as assertion_header;
+pub use assertion::{header_for as assertion_header, request_host};
 pub use forward_auth::current_session;
 
 /// Everything a handler needs, shared by all workers.
@@ -350,13 +350,15 @@ fn security_headers() -> DefaultHeaders {
 }
 
 pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.route("/", web::get().to(home))
+    // The hot path first: the router tries routes in order, and a pattern with a variable
+    // segment costs a regex match on every request that passes it.
+    cfg.route("/auth/verify", web::get().to(forward_auth::verify))
+        .route("/", web::get().to(home))
         .route("/login", web::get().to(login::start))
         .route("/callback/{connection}", web::get().to(login::callback))
         .route("/logout", web::get().to(logout::page))
         .route("/logout", web::post().to(logout::confirm))
         .route("/logged-out", web::get().to(logout::after_idp))
-        .route("/auth/verify", web::get().to(forward_auth::verify))
         // Envoy's ext_authz appends the original path to its `path_prefix`.
         .route(
             "/auth/verify/{tail:.*}",
@@ -396,6 +398,13 @@ async fn healthz() -> HttpResponse {
 
 /// The session id in the request's cookie, if it is well-formed.
 pub fn session_id(req: &HttpRequest, cookie_name: &str) -> Option<SessionId> {
-    req.cookie(cookie_name)
+    // What `HttpRequest::cookie` does (first cookie of that name, percent-decoded), without
+    // building and storing the whole jar: this runs on every `/auth/verify`.
+    req.headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|h| std::str::from_utf8(h.as_bytes()).ok())
+        .flat_map(|s| s.split(';').map(str::trim).filter(|c| !c.is_empty()))
+        .filter_map(|c| actix_web::cookie::Cookie::parse_encoded(c).ok())
+        .find(|c| c.name() == cookie_name)
         .and_then(|c| SessionId::parse(c.value()))
 }
