@@ -11,7 +11,7 @@
 use super::SamlError;
 use super::logout::NameId;
 use super::preflight::ASSERTION_NS;
-use super::tree::{elements, is, ns};
+use super::tree::{elements, is, ns, text};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use roxmltree::Node;
 
@@ -89,16 +89,6 @@ fn instant(n: Node<'_, '_>, name: &str) -> Result<Option<DateTime<Utc>>, SamlErr
         .map_err(|_| invalid(&format!("{name} is not a time")))
 }
 
-/// The text of an element: its text descendants, trimmed.
-fn text(n: Node<'_, '_>) -> String {
-    n.descendants()
-        .filter(Node::is_text)
-        .filter_map(|t| t.text())
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
-
 /// The `saml:` children named `local`, at most one of them.
 fn at_most_one<'a, 'i>(
     parent: Node<'a, 'i>,
@@ -120,7 +110,8 @@ fn children<'a, 'i>(
     elements(parent).filter(move |c| is(c, ns(ASSERTION_NS), local))
 }
 
-fn name_id(n: Node<'_, '_>) -> NameId {
+/// A `saml:NameID` with its format and qualifiers.
+pub(super) fn name_id(n: Node<'_, '_>) -> NameId {
     NameId {
         value: text(n),
         format: n.attribute("Format").map(str::to_string),
@@ -214,18 +205,6 @@ impl Assertion {
     }
 }
 
-/// Parses verified bytes into the one tree (no DTD: the preflight refused them already).
-pub(super) fn parse_tree(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
-    roxmltree::Document::parse_with_options(
-        xml,
-        roxmltree::ParsingOptions {
-            allow_dtd: false,
-            ..Default::default()
-        },
-    )
-    .map_err(super::response::unreadable)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +212,7 @@ mod tests {
     const A: &str = r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="a1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer> idp </saml:Issuer><saml:Subject><saml:NameID Format="F" NameQualifier="nq" SPNameQualifier="spnq">alice</saml:NameID><saml:SubjectConfirmation Method="m"><saml:SubjectConfirmationData NotOnOrAfter="2026-01-01T00:05:00.123Z" Recipient="r" InResponseTo="q"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="2026-01-01T00:00:00" NotOnOrAfter="2026-01-01T00:05:00Z"><saml:AudienceRestriction><saml:Audience>sp</saml:Audience><saml:Audience>other</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="2026-01-01T00:00:00Z" SessionIndex="s1"/><saml:AttributeStatement><saml:Attribute Name="n" FriendlyName="f"><saml:AttributeValue>x &amp; y</saml:AttributeValue><saml:AttributeValue/></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#;
 
     fn read(xml: &str) -> Result<Assertion, SamlError> {
-        let doc = parse_tree(xml).unwrap();
+        let doc = super::super::tree::parse(xml).unwrap();
         Assertion::read(doc.root_element())
     }
 

@@ -4,7 +4,7 @@
 
 use super::SamlError;
 use super::preflight::{self, ASSERTION_NS, PROTOCOL_NS};
-use super::tree::{elements, is, ns};
+use super::tree::{elements, is, ns, text};
 use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 
@@ -138,20 +138,12 @@ pub struct LogoutMessage {
 pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> {
     preflight::scan(xml, root)?;
     let bad = |m: &str| SamlError::Logout(m.to_string());
-    let doc = super::assertion::parse_tree(xml).map_err(|_| bad("malformed XML"))?;
+    let doc = super::tree::parse(xml).map_err(|_| bad("malformed XML"))?;
     let r = doc.root_element();
     let (saml, samlp) = (ns(ASSERTION_NS), ns(PROTOCOL_NS));
     if !is(&r, samlp, root) {
         return Err(bad("not the expected logout message"));
     }
-    let text = |n: roxmltree::Node<'_, '_>| {
-        n.descendants()
-            .filter(roxmltree::Node::is_text)
-            .filter_map(|t| t.text())
-            .collect::<String>()
-            .trim()
-            .to_string()
-    };
     let one = |local: &str, in_ns: &str| -> Result<Option<roxmltree::Node<'_, '_>>, SamlError> {
         let mut it = elements(r).filter(|c| is(c, in_ns, local));
         match (it.next(), it.next()) {
@@ -176,12 +168,7 @@ pub fn parse(xml: &str, root: &'static str) -> Result<LogoutMessage, SamlError> 
         issue_instant: attr("IssueInstant"),
         not_on_or_after: attr("NotOnOrAfter"),
         issuer: one("Issuer", saml)?.map(text),
-        name_id: one("NameID", saml)?.map(|n| NameId {
-            value: text(n),
-            format: n.attribute("Format").map(str::to_string),
-            name_qualifier: n.attribute("NameQualifier").map(str::to_string),
-            sp_name_qualifier: n.attribute("SPNameQualifier").map(str::to_string),
-        }),
+        name_id: one("NameID", saml)?.map(super::assertion::name_id),
         session_indexes: elements(r)
             .filter(|c| is(c, samlp, "SessionIndex"))
             .map(text)

@@ -132,7 +132,7 @@ mod tests {
     }
 
     fn read(xml: &str) -> Assertion {
-        let doc = super::super::assertion::parse_tree(xml).unwrap();
+        let doc = super::super::tree::parse(xml).unwrap();
         Assertion::read(doc.root_element()).unwrap()
     }
 

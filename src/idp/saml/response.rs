@@ -1,7 +1,8 @@
 //! Validation of a POSTed `samlp:Response` at the ACS.
 
-use super::assertion::{Assertion, parse_tree};
+use super::assertion::Assertion;
 use super::profile::build;
+use super::tree::parse as parse_tree;
 use super::tree::{elements, is, ns};
 use super::validate::{self, Expect};
 use super::{IdpView, SamlError, preflight};

@@ -208,7 +208,7 @@ mod tests {
     }
 
     fn parse(xml: &str) -> Assertion {
-        let doc = super::super::assertion::parse_tree(xml).unwrap();
+        let doc = super::super::tree::parse(xml).unwrap();
         Assertion::read(doc.root_element()).unwrap()
     }
 
