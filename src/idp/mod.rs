@@ -2,7 +2,6 @@
 //! nonce, signatures, key rotation) and hands on a [`NormalizedLogin`]; nothing after it knows
 //! which protocol the login came from.
 
-pub mod logout_token;
 pub mod oidc;
 pub mod saml;
 

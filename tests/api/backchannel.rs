@@ -168,3 +168,49 @@ async fn a_logout_token_without_a_token_or_for_an_unknown_connection_is_refused(
     let r = deliver(&app, "not-a-jwt").await;
     assert_eq!(r.status(), 400);
 }
+
+/// ID tokens and logout tokens were checked against two key caches: the ID-token refetch
+/// (unknown `kid`) replaced one, while logout tokens kept the set fetched on their first use.
+/// A key the provider withdrew, and that the bridge had already seen withdrawn, still verified
+/// logout tokens. One key set now serves both, replaced as a whole by every fetch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_withdrawn_after_an_id_token_refetch_is_no_longer_trusted_by_logout_tokens() {
+    let app = spawn_app().await;
+    let logout_token = |sub: &str| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        json!({
+            "iss": app.op.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + 120,
+            "jti": uuid::Uuid::new_v4().to_string(), "sub": sub,
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        })
+    };
+    // The provider rotates to k2: the ID token names a kid the bridge has not seen, so it
+    // refetches the keys, and logout tokens signed by k2 are trusted too.
+    app.op.tamper("rotated").await;
+    let (alice, bob) = (Browser::new(), Browser::new());
+    assert_eq!(app.login(&alice, "alice").await.status(), 302);
+    assert_eq!(app.login(&bob, "bob").await.status(), 302);
+    let r = deliver(&app, &app.op.sign("k2", logout_token("alice")).await).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(app.verify(&alice).await.status(), 401);
+
+    // k2 is withdrawn; a login whose ID token names an unknown key makes the bridge refetch
+    // (the test config allows one refetch a second), and it sees k2 gone.
+    app.op.withdraw_rotated_key().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.op.tamper("unknown_kid").await;
+    assert_eq!(app.login(&Browser::new(), "alice").await.status(), 400);
+
+    // A logout token signed by the withdrawn key is no longer trusted, and ends nothing.
+    let r = deliver(&app, &app.op.sign("k2", logout_token("bob")).await).await;
+    assert_eq!(r.status(), 400, "a withdrawn key verified a logout token");
+    assert!(
+        r.text().await.unwrap().contains("does not publish"),
+        "refused for the unknown key"
+    );
+    assert_eq!(
+        app.verify(&bob).await.status(),
+        200,
+        "bob's session is untouched"
+    );
+}

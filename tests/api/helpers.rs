@@ -197,6 +197,22 @@ impl Op {
         assert!(r.status().is_success(), "tamper mode {mode} refused");
     }
 
+    /// A compact JWS of `payload` signed by the provider's key `kid` (k1, e1 or k2).
+    pub async fn sign(&self, kid: &str, payload: Value) -> String {
+        let r = self
+            .http
+            .post(format!("{}/__admin/sign", self.issuer))
+            .json(&json!({ "kid": kid, "payload": payload }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "signing with {kid} refused");
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Keeps signing ID tokens with the rotated key (k2) but stops publishing it.
     pub async fn withdraw_rotated_key(&self) {
         let r = self

@@ -6,6 +6,8 @@ pub(super) enum IdTokenFailure {
     Missing,
     UnknownKey,
     Invalid(String),
+    /// The keys could not be fetched or are out of date.
+    Unavailable(AdapterError),
 }
 
 impl IdTokenFailure {
@@ -16,6 +18,7 @@ impl IdTokenFailure {
                 AdapterError::IdTokenInvalid("signed by a key the provider does not publish".into())
             }
             Self::Invalid(why) => AdapterError::IdTokenInvalid(why),
+            Self::Unavailable(e) => e,
         }
     }
 }
@@ -24,8 +27,6 @@ impl IdTokenFailure {
 pub(super) fn describe_claims_error(e: &openidconnect::ClaimsVerificationError) -> String {
     use openidconnect::ClaimsVerificationError as C;
     match e {
-        // openidconnect reports a failed iat check as `Expired` with our own message.
-        C::Expired(m) if m == IAT_IN_FUTURE => m.clone(),
         C::Expired(_) => "expired".into(),
         C::InvalidAudience(_) => "wrong audience".into(),
         C::InvalidIssuer(_) => "wrong issuer".into(),

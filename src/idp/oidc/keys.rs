@@ -1,7 +1,10 @@
-//! The provider's keys: discovery and JWKS refreshed on a schedule (Cache-Control within
-//! bounds) and on an unknown `kid` (rate-limited), and failing closed once they are stale.
+//! The provider's one key set, for ID tokens and logout tokens alike: discovery and JWKS
+//! fetched with a size cap, refreshed on a schedule (Cache-Control within bounds) and on an
+//! unknown `kid` (rate-limited), replaced as a whole by the newest fetch, and refused once it
+//! is older than `jwks_max_stale`.
 
 use super::*;
+use std::sync::atomic::Ordering;
 
 /// Bounds on the refresh interval a provider's Cache-Control may ask for.
 pub(super) const MIN_KEY_REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -15,67 +18,114 @@ pub(super) fn max_age(header: Option<&str>) -> Option<u64> {
         .find_map(|v| v.trim_matches('"').parse().ok())
 }
 
-/// A key set is a few kilobytes; a megabyte is far beyond any real one.
-pub(super) const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// A discovery document or a key set is a few kilobytes; a megabyte is far beyond any real one.
+pub(super) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub(super) const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl OidcProvider {
-    pub(super) fn mark_keys_fresh(&self) {
-        *self.keys_fresh_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-    }
-
-    /// Refuses to use keys older than `jwks_max_stale` (refreshes failing that long): better
-    /// no logins than trusting a key the provider may have withdrawn.
-    pub(super) fn keys_not_stale(&self) -> Result<(), AdapterError> {
-        let at = *self.keys_fresh_at.lock().unwrap_or_else(|p| p.into_inner());
-        match at {
-            Some(t) if t.elapsed() > self.cfg.jwks_max_stale => {
-                tracing::error!(connection = %self.name, "the provider's keys could not be refreshed for longer than jwks_max_stale; refusing tokens");
-                Err(AdapterError::Unavailable(
-                    "the identity provider's signing keys are out of date".into(),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// One scheduled refresh: discovery again, then the JWKS (whose Cache-Control sets the
-    /// next interval). A key the provider withdrew is no longer trusted afterwards, by ID
-    /// tokens or logout tokens. Returns when to refresh next.
-    pub async fn refresh_keys_once(&self) -> Result<Duration, AdapterError> {
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|e| AdapterError::Unavailable(format!("issuer is not a URL: {e}")))?;
-        let metadata = Metadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| AdapterError::Unavailable(format!("discovery failed: {e}")))?;
+    /// GET `url` with a timeout and a size cap; the body and its Cache-Control `max-age`.
+    async fn fetch(&self, url: &Url, what: &str) -> Result<(Vec<u8>, Option<u64>), AdapterError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!(connection = %self.name, error = %e, "{what} fetch failed");
+            AdapterError::Unavailable(format!("{what} fetch failed: {e}"))
+        };
         let resp = self
             .http
-            .get(metadata.jwks_uri().url().clone())
-            .timeout(Duration::from_secs(10))
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(FETCH_TIMEOUT)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| AdapterError::Unavailable(format!("JWKS fetch failed: {e}")))?;
-        let next = max_age(
+            .map_err(|e| failed(&error_chain(&e)))?;
+        let max_age = max_age(
             resp.headers()
                 .get(reqwest::header::CACHE_CONTROL)
                 .and_then(|v| v.to_str().ok()),
-        )
-        .map(Duration::from_secs)
-        .unwrap_or(self.cfg.jwks_refresh_interval)
-        .clamp(MIN_KEY_REFRESH, MAX_KEY_REFRESH);
-        let bytes = crate::read_capped(resp, MAX_JWKS_BYTES)
+        );
+        let body = crate::read_capped(resp, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| AdapterError::Unavailable(format!("JWKS fetch failed: {e}")))?;
-        let for_id_tokens: CoreJsonWebKeySet = serde_json::from_slice(&bytes)
+            .map_err(|e| failed(&e))?;
+        Ok((body, max_age))
+    }
+
+    /// The discovery document, whose `issuer` must be the configured one exactly (OIDC
+    /// Discovery 4.3).
+    async fn fetch_metadata(&self) -> Result<Metadata, AdapterError> {
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
+            .map_err(|e| AdapterError::Unavailable(format!("issuer is not a URL: {e}")))?;
+        let url = issuer
+            .join(".well-known/openid-configuration")
+            .map_err(|e| AdapterError::Unavailable(format!("issuer is not a URL: {e}")))?;
+        let (body, _) = self.fetch(&url, "discovery").await?;
+        let metadata: Metadata = serde_json::from_slice(&body).map_err(|e| {
+            AdapterError::Unavailable(format!("the discovery document is unreadable: {e}"))
+        })?;
+        if metadata.issuer() != &issuer {
+            tracing::error!(connection = %self.name, published = %metadata.issuer().as_str(), "the discovery document names another issuer");
+            return Err(AdapterError::Unavailable(
+                "the discovery document names another issuer".into(),
+            ));
+        }
+        Ok(metadata)
+    }
+
+    /// The key set at the provider's `jwks_uri`, and when to fetch it again.
+    async fn fetch_keys(&self, metadata: &Metadata) -> Result<(JwkSet, Duration), AdapterError> {
+        let (body, max_age) = self.fetch(metadata.jwks_uri().url(), "JWKS").await?;
+        let keys = jwt::parse_key_set(&body)
             .map_err(|e| AdapterError::Unavailable(format!("the JWKS is unreadable: {e}")))?;
-        let for_logout: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&bytes)
-            .map_err(|e| AdapterError::Unavailable(format!("the JWKS is unreadable: {e}")))?;
-        let d = Arc::new(self.build(metadata.set_jwks(for_id_tokens)));
-        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(d);
-        *self.logout_jwks.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(for_logout));
-        self.mark_keys_fresh();
-        Ok(next)
+        let next = max_age
+            .map(Duration::from_secs)
+            .unwrap_or(self.cfg.jwks_refresh_interval)
+            .clamp(MIN_KEY_REFRESH, MAX_KEY_REFRESH);
+        Ok((keys, next))
+    }
+
+    /// Installs what a fetch produced, unless a fetch that started later already installed
+    /// its own: an older key set never replaces a newer one (a slow scheduled refresh racing a
+    /// refetch must not bring back a key the provider withdrew in between).
+    fn install(&self, fresh: Discovered) -> Arc<Discovered> {
+        let mut slot = self.discovered.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(current) = slot.as_ref()
+            && current.generation > fresh.generation
+        {
+            return current.clone();
+        }
+        let fresh = Arc::new(fresh);
+        *slot = Some(fresh.clone());
+        fresh
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Discovery and the key set, fetched now and installed; returns when to refresh next.
+    pub(super) async fn discover_now(&self) -> Result<(Arc<Discovered>, Duration), AdapterError> {
+        let generation = self.next_generation();
+        let metadata = self.fetch_metadata().await?;
+        let (keys, next) = self.fetch_keys(&metadata).await?;
+        Ok((self.install(self.build(metadata, keys, generation)), next))
+    }
+
+    /// Refuses keys older than `jwks_max_stale` (refreshes failing that long): better no
+    /// logins than trusting a key the provider may have withdrawn.
+    pub(super) fn keys_not_stale(&self, d: &Discovered) -> Result<(), AdapterError> {
+        if d.fetched_at.elapsed() > self.cfg.jwks_max_stale {
+            tracing::error!(connection = %self.name, "the provider's keys could not be refreshed for longer than jwks_max_stale; refusing tokens");
+            return Err(AdapterError::Unavailable(
+                "the identity provider's signing keys are out of date".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One scheduled refresh: discovery again, then the JWKS (whose Cache-Control sets the
+    /// next interval). Returns when to refresh next.
+    pub async fn refresh_keys_once(&self) -> Result<Duration, AdapterError> {
+        self.discover_now().await.map(|(_, next)| next)
     }
 
     /// Refreshes keys on schedule while the server runs; a failure is retried after
@@ -97,7 +147,7 @@ impl OidcProvider {
         }
     }
 
-    pub(super) fn may_refetch_jwks(&self) -> bool {
+    fn may_refetch_keys(&self) -> bool {
         let mut last = self
             .last_jwks_fetch
             .lock()
@@ -109,17 +159,27 @@ impl OidcProvider {
         true
     }
 
-    /// Refetches the JWKS after an unknown `kid` (key rotation at the provider).
-    pub(super) async fn refetch_jwks(
+    /// Runs `check` against the current keys; when it names a key the set lacks (rotation at
+    /// the provider), refetches the set once (rate-limited) and runs it again. ID tokens and
+    /// logout tokens both come through here, so a refetch for one is seen by the other.
+    pub(super) async fn with_keys<T, E>(
         &self,
-        d: &Discovered,
-    ) -> Result<Arc<Discovered>, AdapterError> {
-        tracing::info!(connection = %self.name, "ID token signed by an unknown key; refetching the JWKS");
-        let jwks = CoreJsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| AdapterError::Unavailable(format!("JWKS fetch failed: {e}")))?;
-        let fresh = Arc::new(self.build(d.metadata.clone().set_jwks(jwks)));
-        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
-        Ok(fresh)
+        d: Arc<Discovered>,
+        check: impl Fn(&Discovered) -> Result<T, E>,
+        is_unknown_key: impl Fn(&E) -> bool,
+        unavailable: impl Fn(AdapterError) -> E,
+    ) -> Result<(Arc<Discovered>, T), E> {
+        self.keys_not_stale(&d).map_err(&unavailable)?;
+        match check(&d) {
+            Err(e) if is_unknown_key(&e) && self.may_refetch_keys() => {
+                tracing::info!(connection = %self.name, "token signed by an unknown key; refetching the JWKS");
+                let generation = self.next_generation();
+                let (keys, _) = self.fetch_keys(&d.metadata).await.map_err(&unavailable)?;
+                let fresh = self.install(self.build(d.metadata.clone(), keys, generation));
+                let t = check(&fresh)?;
+                Ok((fresh, t))
+            }
+            other => other.map(|t| (d, t)),
+        }
     }
 }

@@ -6,17 +6,16 @@
 //! response parameter; a clock-skew allowance; and one claims map merged from the ID token and
 //! userinfo for the mapping.
 
-use super::logout_token::{self, Expectations, LogoutRequest, LogoutTokenError};
 use super::{AdapterError, NormalizedLogin};
 use crate::config::{ConnectionConfig, OidcConfig};
 use crate::mapping::Claims;
+use jsonwebtoken::jwk::JwkSet;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
-    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreRevocableToken,
-    CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenIntrospectionResponse,
-    CoreTokenType,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AuthorizationCode, ClientId,
@@ -26,17 +25,22 @@ use openidconnect::{
     StandardTokenResponse, TokenResponse, UserInfoClaims,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use url::Url;
 
 mod errors;
+mod id_token;
+mod jwt;
 mod keys;
 mod logout;
+mod logout_token;
 mod types;
 
 use errors::*;
 use keys::*;
+pub use logout_token::{LogoutRequest, LogoutTokenError};
 pub use types::ExtraClaims;
 use types::*;
 
@@ -57,12 +61,15 @@ const ID_TOKEN_ONLY: &[&str] = &[
     "sid",
 ];
 
-const IAT_IN_FUTURE: &str = "issued in the future";
-
-/// What discovery produced; replaced as a whole when the JWKS is refreshed.
+/// What discovery produced, with the one key set for ID tokens and logout tokens; replaced as
+/// a whole by every discovery or key fetch.
 struct Discovered {
     metadata: Metadata,
     client: Client,
+    keys: JwkSet,
+    fetched_at: Instant,
+    /// Order of the fetch that produced it: an older fetch never replaces a newer one.
+    generation: u64,
 }
 
 /// The parts of a started login that must come back at the callback.
@@ -78,14 +85,13 @@ pub struct OidcProvider {
     cfg: OidcConfig,
     redirect_uri: RedirectUrl,
     http: reqwest::Client,
+    /// The configured signing algorithms, in the JWT stack's terms.
+    algs: Vec<jsonwebtoken::Algorithm>,
     discovered: RwLock<Option<Arc<Discovered>>>,
+    generation: AtomicU64,
     /// Last discovery attempt and last JWKS refetch, to rate-limit both.
     last_discovery: Mutex<Option<Instant>>,
     last_jwks_fetch: Mutex<Option<Instant>>,
-    /// The JWKS in jsonwebtoken's form, for logout tokens (fetched on first use).
-    logout_jwks: RwLock<Option<Arc<jsonwebtoken::jwk::JwkSet>>>,
-    /// When discovery or a key refresh last succeeded.
-    keys_fresh_at: Mutex<Option<Instant>>,
 }
 
 impl OidcProvider {
@@ -93,19 +99,20 @@ impl OidcProvider {
         let redirect = public_url
             .join(&format!("callback/{}", conn.name))
             .expect("connection names are URL-safe");
+        let cfg = conn
+            .oidc()
+            .expect("OidcProvider::new is called for OIDC connections")
+            .clone();
         Self {
             name: conn.name.clone(),
-            cfg: conn
-                .oidc()
-                .expect("OidcProvider::new is called for OIDC connections")
-                .clone(),
+            algs: jwt::algorithms(&cfg.allowed_algs),
+            cfg,
             redirect_uri: RedirectUrl::from_url(redirect),
             http,
             discovered: RwLock::new(None),
+            generation: AtomicU64::new(0),
             last_discovery: Mutex::new(None),
             last_jwks_fetch: Mutex::new(None),
-            logout_jwks: RwLock::new(None),
-            keys_fresh_at: Mutex::new(None),
         }
     }
 
@@ -147,22 +154,14 @@ impl OidcProvider {
             }
             *last = Some(Instant::now());
         }
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|e| AdapterError::Unavailable(format!("issuer is not a URL: {e}")))?;
-        let metadata = Metadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| {
-                tracing::warn!(connection = %self.name, error = %error_chain(&e), "OIDC discovery failed");
-                AdapterError::Unavailable(format!("discovery failed: {e}"))
-            })?;
-        let d = Arc::new(self.build(metadata));
-        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Some(d.clone());
-        self.mark_keys_fresh();
+        let (d, _) = self.discover_now().await?;
         tracing::info!(connection = %self.name, "OIDC provider discovered");
         Ok(d)
     }
 
-    fn build(&self, metadata: Metadata) -> Discovered {
+    /// The client for `metadata`. It never verifies a token itself (its key set stays empty):
+    /// ID tokens and logout tokens are verified by [`jwt`] against `keys`.
+    fn build(&self, metadata: Metadata, keys: JwkSet, generation: u64) -> Discovered {
         let mut client = Client::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.cfg.client_id.clone()),
@@ -179,7 +178,13 @@ impl OidcProvider {
         {
             client = client.set_auth_type(openidconnect::AuthType::RequestBody);
         }
-        Discovered { metadata, client }
+        Discovered {
+            metadata,
+            client,
+            keys,
+            fetched_at: Instant::now(),
+            generation,
+        }
     }
 
     /// Builds the authorization request (code flow, PKCE S256, state, nonce).
@@ -228,7 +233,7 @@ impl OidcProvider {
         pkce_verifier: &str,
     ) -> Result<NormalizedLogin, AdapterError> {
         let d = self.discovered().await?;
-        self.keys_not_stale()?;
+        self.keys_not_stale(&d)?;
         let token = d
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -246,18 +251,15 @@ impl OidcProvider {
                 )),
             })?;
 
-        let nonce = Nonce::new(nonce.to_string());
-        let (d, mut claims) = match self.verify_id_token(&d, &token, &nonce) {
-            Err(IdTokenFailure::UnknownKey) if self.may_refetch_jwks() => {
-                let d = self.refetch_jwks(&d).await?;
-                let claims = self
-                    .verify_id_token(&d, &token, &nonce)
-                    .map_err(IdTokenFailure::into_adapter)?;
-                (d, claims)
-            }
-            Err(f) => return Err(f.into_adapter()),
-            Ok(claims) => (d, claims),
-        };
+        let (d, mut claims) = self
+            .with_keys(
+                d,
+                |d| self.verify_id_token(d, &token, nonce),
+                |f| matches!(f, IdTokenFailure::UnknownKey),
+                IdTokenFailure::Unavailable,
+            )
+            .await
+            .map_err(IdTokenFailure::into_adapter)?;
 
         let subject = claims
             .get("sub")
@@ -287,57 +289,6 @@ impl OidcProvider {
             name_id: None,
             session_ends_at: None,
         })
-    }
-
-    fn verify_id_token(
-        &self,
-        d: &Discovered,
-        token: &TokenResponseX,
-        nonce: &Nonce,
-    ) -> Result<Claims, IdTokenFailure> {
-        let id_token = token.id_token().ok_or(IdTokenFailure::Missing)?;
-        let skew = chrono::Duration::from_std(self.cfg.clock_skew).unwrap_or_default();
-        let verifier = d
-            .client
-            .id_token_verifier()
-            .set_allowed_algs(self.cfg.allowed_algs.clone())
-            // exp is compared with this clock: allow `skew` after expiry.
-            .set_time_fn(move || chrono::Utc::now() - skew)
-            .set_issue_time_verifier_fn(move |iat| {
-                if iat > chrono::Utc::now() + skew {
-                    Err(IAT_IN_FUTURE.into())
-                } else {
-                    Ok(())
-                }
-            });
-        let claims = id_token.claims(&verifier, nonce).map_err(|e| {
-            use openidconnect::{ClaimsVerificationError as C, SignatureVerificationError as S};
-            match e {
-                C::SignatureVerification(S::NoMatchingKey) => IdTokenFailure::UnknownKey,
-                other => IdTokenFailure::Invalid(describe_claims_error(&other)),
-            }
-        })?;
-        // at_hash binds the access token to this ID token (required for some flows, checked
-        // whenever present).
-        if let Some(expected) = claims.access_token_hash() {
-            let alg = id_token
-                .signing_alg()
-                .map_err(|e| IdTokenFailure::Invalid(e.to_string()))?;
-            let key = id_token
-                .signing_key(&verifier)
-                .map_err(|e| IdTokenFailure::Invalid(e.to_string()))?;
-            let actual = AccessTokenHash::from_token(token.access_token(), alg, key)
-                .map_err(|e| IdTokenFailure::Invalid(e.to_string()))?;
-            if actual != *expected {
-                return Err(IdTokenFailure::Invalid(
-                    "at_hash does not match the access token".into(),
-                ));
-            }
-        }
-        match serde_json::to_value(claims) {
-            Ok(serde_json::Value::Object(map)) => Ok(map),
-            _ => Err(IdTokenFailure::Invalid("claims are not an object".into())),
-        }
     }
 
     async fn userinfo(

@@ -499,6 +499,21 @@ async function adminRoutes(ctx) {
     }
   }
 
+  // `POST /__admin/sign {kid, payload}`: a compact JWS of `payload` signed with one of the
+  // provider's keys (k1, e1, k2), for tests that need a token the provider would sign, such as
+  // a back-channel logout token, without a browser logout.
+  if (sub === '/sign' && ctx.method === 'POST') {
+    const body = await readJson(ctx);
+    const key = [k1, e1, k2].find((k) => k.kid === body?.kid);
+    if (!key || !body?.payload || typeof body.payload !== 'object') {
+      sendJson(ctx, 400, { error: 'need {kid: k1|e1|k2, payload: {...}}' });
+      return true;
+    }
+    const token = await signWith(key, { typ: body.typ ?? 'logout+jwt' }, body.payload);
+    sendJson(ctx, 200, { token });
+    return true;
+  }
+
   if (sub === '/keys' && ctx.method === 'GET') {
     sendJson(ctx, 200, {
       k1_public_pem: k1.publicPem,

@@ -1,10 +1,9 @@
-//! OpenID Connect Back-Channel Logout 1.0 logout tokens (section 2.4 and 2.6), verified with
-//! `jsonwebtoken` against the provider's JWKS (openidconnect has no logout-token support).
+//! OpenID Connect Back-Channel Logout 1.0 logout tokens (sections 2.4 and 2.6), verified by
+//! the same JWT stack and key set as ID tokens (openidconnect has no logout-token support).
 
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use super::jwt::{self, Expect, JwtError};
+use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
-use std::str::FromStr;
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -30,80 +29,33 @@ pub enum LogoutTokenError {
     Invalid(String),
 }
 
-/// Everything needed to check a token, from the connection and its provider.
-pub struct Expectations<'a> {
-    pub issuer: &'a str,
-    pub client_id: &'a str,
-    pub allowed_algs: &'a [String],
-    pub leeway_secs: u64,
-}
-
-/// The `kid` the token names, to decide whether the JWKS needs a refetch.
-pub fn key_id(token: &str) -> Result<Option<String>, LogoutTokenError> {
-    Ok(decode_header(token)
-        .map_err(|_| LogoutTokenError::Malformed)?
-        .kid)
-}
-
-fn pick_key<'k>(jwks: &'k JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'k Jwk> {
-    match kid {
-        Some(kid) => jwks.find(kid),
-        // Without a kid, only an unambiguous key will do (OIDC Core 10.1).
-        None => {
-            let fitting: Vec<&Jwk> = jwks
-                .keys
-                .iter()
-                .filter(|k| {
-                    k.common
-                        .key_algorithm
-                        .is_none_or(|ka| ka.to_string() == format!("{alg:?}"))
-                })
-                .collect();
-            (fitting.len() == 1).then(|| fitting[0])
+impl From<JwtError> for LogoutTokenError {
+    fn from(e: JwtError) -> Self {
+        match e {
+            JwtError::Malformed => Self::Malformed,
+            JwtError::AlgorithmNotAllowed => Self::AlgorithmNotAllowed,
+            JwtError::UnknownKey => Self::UnknownKey,
+            other => Self::Invalid(other.to_string()),
         }
     }
 }
 
-pub fn verify(
+/// Verifies a logout token. `expect.hmac_secret` must be `None`: the back-channel has no
+/// client secret to key an HMAC, so an HS token is refused whatever the allow-list says.
+pub(super) fn verify(
     token: &str,
-    jwks: &JwkSet,
-    exp: &Expectations<'_>,
+    keys: &JwkSet,
+    expect: &Expect<'_>,
 ) -> Result<LogoutRequest, LogoutTokenError> {
-    let header = decode_header(token).map_err(|_| LogoutTokenError::Malformed)?;
-    let alg_name = format!("{:?}", header.alg);
-    // The allow-list comes from the connection (never "none"; HMAC only when configured with a
-    // client secret, which the back-channel does not use: refuse HS* outright here).
-    if !exp.allowed_algs.contains(&alg_name) || alg_name.starts_with("HS") {
-        return Err(LogoutTokenError::AlgorithmNotAllowed);
-    }
-    if let Some(typ) = &header.typ
+    debug_assert!(expect.hmac_secret.is_none());
+    if let Some(typ) = &jwt::header(token)?.typ
         && !(typ.eq_ignore_ascii_case("logout+jwt") || typ.eq_ignore_ascii_case("JWT"))
     {
         return Err(LogoutTokenError::Invalid(format!(
             "typ {typ} is not a logout token"
         )));
     }
-    let jwk =
-        pick_key(jwks, header.kid.as_deref(), header.alg).ok_or(LogoutTokenError::UnknownKey)?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| LogoutTokenError::UnknownKey)?;
-    let mut v = Validation::new(
-        Algorithm::from_str(&alg_name).map_err(|_| LogoutTokenError::AlgorithmNotAllowed)?,
-    );
-    v.set_issuer(&[exp.issuer]);
-    v.set_audience(&[exp.client_id]);
-    v.set_required_spec_claims(&["iss", "aud", "iat", "exp"]);
-    v.leeway = exp.leeway_secs;
-    let claims = decode::<Value>(token, &key, &v)
-        .map_err(|e| LogoutTokenError::Invalid(describe(&e)))?
-        .claims;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let iat = claims
-        .get("iat")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| LogoutTokenError::Invalid("no iat".into()))?;
-    if iat > now + exp.leeway_secs as i64 {
-        return Err(LogoutTokenError::Invalid("issued in the future".into()));
-    }
+    let claims = jwt::verify(token, keys, expect)?.claims;
     let events_ok = claims
         .get("events")
         .and_then(Value::as_object)
@@ -132,6 +84,7 @@ pub fn verify(
         return Err(LogoutTokenError::Invalid("neither sub nor sid".into()));
     }
     let jti = text("jti").ok_or_else(|| LogoutTokenError::Invalid("no jti".into()))?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let exp_at = claims
         .get("exp")
         .and_then(Value::as_i64)
@@ -144,25 +97,12 @@ pub fn verify(
     })
 }
 
-fn describe(e: &jsonwebtoken::errors::Error) -> String {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match e.kind() {
-        K::InvalidSignature => "bad signature".into(),
-        K::ExpiredSignature => "expired".into(),
-        K::InvalidIssuer => "wrong issuer".into(),
-        K::InvalidAudience => "wrong audience".into(),
-        K::MissingRequiredClaim(c) => format!("missing {c}"),
-        K::InvalidAlgorithm => "algorithm does not match the key".into(),
-        _ => "not a valid signed token".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use jsonwebtoken::{EncodingKey, Header, encode};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     use serde_json::json;
 
     struct Key {
@@ -186,14 +126,14 @@ mod tests {
         }
     }
 
-    fn expect() -> Expectations<'static> {
-        static ALGS: std::sync::LazyLock<Vec<String>> =
-            std::sync::LazyLock::new(|| vec!["RS256".into(), "ES256".into()]);
-        Expectations {
+    fn expect() -> Expect<'static> {
+        Expect {
             issuer: "https://op.example",
             client_id: "rp",
-            allowed_algs: &ALGS,
+            allowed_algs: &[Algorithm::RS256, Algorithm::ES256],
             leeway_secs: 30,
+            hmac_secret: None,
+            required: &[],
         }
     }
 
