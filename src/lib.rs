@@ -50,6 +50,18 @@ impl BodyError {
     }
 }
 
+/// The error and its causes, outermost first: `a: b: c` (for the one log line at a boundary).
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
 /// Reads a response body of at most `limit` bytes, refusing a larger one as soon as it is
 /// announced or received (a broken or hostile peer must not make us buffer without bound).
 pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {

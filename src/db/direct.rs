@@ -54,9 +54,7 @@ impl Shared {
                 }
                 State::Closed => {
                     *state = State::Closed;
-                    return Err(DbError::Unavailable(
-                        "the database connection was closed".into(),
-                    ));
+                    return Err(DbError::Closed("closed"));
                 }
             }
         }
@@ -73,9 +71,7 @@ impl Shared {
             }
             State::InUse => {
                 *state = State::InUse;
-                Err(DbError::Unavailable(
-                    "the database connection is still in use at close".into(),
-                ))
+                Err(DbError::Closed("still in use at close"))
             }
             State::Closed => Ok(()),
         }

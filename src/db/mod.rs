@@ -38,8 +38,18 @@ pub enum Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    #[error("cannot connect to the database")]
+    Connect(#[source] diesel::ConnectionError),
+    #[error("cannot prepare a database connection")]
+    Setup(#[source] diesel::result::Error),
+    #[error("no database connection became available")]
+    Pool(#[source] diesel::r2d2::PoolError),
+    #[error("the database URL is unusable: {0}")]
+    Url(&'static str),
+    #[error("the database connection is {0}")]
+    Closed(&'static str),
+    #[error("the database task failed")]
+    Task(#[source] tokio::task::JoinError),
     #[error("database query failed")]
     Query(#[from] diesel::result::Error),
     #[error("migrations failed: {0}")]
@@ -74,7 +84,7 @@ impl DbManager {
             .or_else(|| u.strip_prefix("sqlite:"))
         {
             if path.is_empty() {
-                return Err(DbError::Unavailable("the sqlite URL names no file".into()));
+                return Err(DbError::Url("the sqlite URL names no file"));
             }
             Ok(Self {
                 backend: Backend::Sqlite,
@@ -86,8 +96,8 @@ impl DbManager {
                 target: url.clone(),
             })
         } else {
-            Err(DbError::Unavailable(
-                "unsupported database URL scheme (use sqlite:// or postgres://)".into(),
+            Err(DbError::Url(
+                "unsupported scheme (use sqlite:// or postgres://)",
             ))
         }
     }
@@ -98,7 +108,7 @@ impl ManageConnection for DbManager {
     type Error = DbError;
 
     fn connect(&self) -> Result<DbConnection, DbError> {
-        let unavailable = |e: diesel::ConnectionError| DbError::Unavailable(e.to_string());
+        let unavailable = DbError::Connect;
         match self.backend {
             Backend::Postgres => PgConnection::establish(self.target.expose())
                 .map(DbConnection::Postgresql)
@@ -112,7 +122,7 @@ impl ManageConnection for DbManager {
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                .map_err(DbError::Setup)?;
                 Ok(DbConnection::Sqlite(c))
             }
         }
@@ -232,9 +242,7 @@ impl Db {
             f(&mut conn)
         })
         .await
-        .unwrap_or_else(|join| {
-            Err(DbError::Unavailable(format!("database task failed: {join}")).into())
-        })
+        .unwrap_or_else(|join| Err(DbError::Task(join).into()))
     }
 
     /// Applies pending migrations; returns their versions.

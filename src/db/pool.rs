@@ -33,7 +33,7 @@ impl Pool {
             .min_idle(Some(1))
             .connection_timeout(ACQUIRE_TIMEOUT)
             .build(manager)
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            .map_err(DbError::Pool)?;
         Ok(Self {
             inner,
             probe: Arc::new(probe),
@@ -62,7 +62,7 @@ impl Pool {
                 {
                     tracing::error!(error = %e, "the database does not answer; failing fast until it does");
                 }
-                Err(DbError::Unavailable(e.to_string()))
+                Err(DbError::Pool(e))
             }
         }
     }

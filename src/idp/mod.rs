@@ -42,6 +42,23 @@ pub enum AdapterError {
     IdTokenInvalid(String),
     #[error("the userinfo response is invalid: {0}")]
     UserinfoInvalid(String),
-    #[error("the identity provider is unreachable or answered badly: {0}")]
-    Unavailable(String),
+    #[error("the identity provider is unreachable or answered badly: {what}")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        cause: Option<BoxError>,
+    },
+}
+
+/// An underlying error kept as a source, whatever its type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl AdapterError {
+    /// The provider could not be used; `cause` is kept as the error's source for the log.
+    pub fn unavailable(what: &'static str, cause: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            what,
+            cause: Some(cause.into()),
+        }
+    }
 }

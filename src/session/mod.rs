@@ -156,8 +156,8 @@ fn saml_session_key(connection: &str, session_index: &str, name_id: &NameId) -> 
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("the session store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the session store is unavailable")]
+    Unavailable(#[source] redis::RedisError),
     #[error("a stored session record is unreadable")]
     Corrupt,
     /// Redis may evict keys under memory pressure: an evicted epoch or account snapshot would

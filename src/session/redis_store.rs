@@ -26,7 +26,7 @@ pub struct RedisStore {
 }
 
 fn unavailable(e: redis::RedisError) -> SessionError {
-    SessionError::Unavailable(e.to_string())
+    SessionError::Unavailable(e)
 }
 
 impl RedisStore {

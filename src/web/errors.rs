@@ -84,7 +84,7 @@ impl LoginError {
                 AdapterError::IdTokenMissing => "id_token_missing",
                 AdapterError::IdTokenInvalid(_) => "id_token_invalid",
                 AdapterError::UserinfoInvalid(_) => "userinfo_invalid",
-                AdapterError::Unavailable(_) => "provider_unavailable",
+                AdapterError::Unavailable { .. } => "provider_unavailable",
             },
             Self::Saml(e) => match e {
                 SamlError::Preflight(p) => p.reason(),
@@ -136,7 +136,7 @@ impl LoginError {
                 | Self::Database(_)
                 | Self::Provisioning(_)
                 | Self::Internal(_)
-                | Self::Adapter(AdapterError::Unavailable(_))
+                | Self::Adapter(AdapterError::Unavailable { .. })
                 | Self::Saml(SamlError::NoMetadata)
         )
     }
@@ -241,17 +241,7 @@ impl ResponseError for LogoutError {
     }
 }
 
-/// The error and its causes, outermost first: `a: b: c`.
-pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
-}
+pub use crate::cause_chain;
 
 /// Logs an internal failure once, with its cause chain and the request id, at the boundary
 /// where it becomes a fixed message for the person.
@@ -275,7 +265,7 @@ impl ResponseError for LoginError {
             | Self::Mapping(_)
             | Self::UsernameTaken
             | Self::UsernameQuarantined { .. } => StatusCode::FORBIDDEN,
-            Self::Adapter(AdapterError::Unavailable(_)) | Self::Saml(SamlError::NoMetadata) => {
+            Self::Adapter(AdapterError::Unavailable { .. }) | Self::Saml(SamlError::NoMetadata) => {
                 StatusCode::BAD_GATEWAY
             }
             Self::Sessions(_)
@@ -299,7 +289,7 @@ impl ResponseError for LoginError {
         };
         // Internal causes stay in the log; the person sees the variant's own message.
         let message = match self {
-            Self::Adapter(AdapterError::Unavailable(_)) | Self::Saml(SamlError::NoMetadata) => {
+            Self::Adapter(AdapterError::Unavailable { .. }) | Self::Saml(SamlError::NoMetadata) => {
                 "the identity provider could not be reached; please try again shortly".to_string()
             }
             other => other.to_string(),

@@ -283,7 +283,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                     )));
                 }
                 crate::config::MetadataSource::Url(_) => {
-                    tracing::warn!(connection = %c.name, error = %e, "IdP metadata not available at start; will retry");
+                    tracing::warn!(connection = %c.name, error = format!("{e:#}"), "IdP metadata not available at start; will retry");
                 }
             }
         }
@@ -296,11 +296,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Discover every provider now; one that is down is retried at its next login.
     let attempts = providers.values().map(|p| {
         let p = p.clone();
-        async move { (p.ensure_discovered().await.is_ok(), p) }
+        async move { (p.ensure_discovered().await, p) }
     });
-    for (ok, p) in futures_join_all(attempts).await {
-        if !ok {
-            tracing::warn!(redirect_uri = %p.redirect_uri(), "provider not reachable at start; will retry");
+    for (result, p) in futures_join_all(attempts).await {
+        if let Err(e) = result {
+            tracing::warn!(redirect_uri = %p.redirect_uri(), error = %crate::cause_chain(&e), "provider not reachable at start; will retry");
         }
     }
     let assertions = Arc::new(crate::assertion::Assertions::new(

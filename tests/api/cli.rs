@@ -150,7 +150,7 @@ fn an_unreachable_database_is_reported_as_such() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("database.url") && err.contains("unavailable"),
+        err.contains("database.url") && err.contains("cannot connect to the database"),
         "{err}"
     );
 }

@@ -39,14 +39,3 @@ pub(super) fn describe_claims_error(e: &openidconnect::ClaimsVerificationError) 
         _ => "claims verification failed".into(),
     }
 }
-
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}

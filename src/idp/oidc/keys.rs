@@ -25,11 +25,11 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl OidcProvider {
     /// GET `url` with a timeout and a size cap; the body and its Cache-Control `max-age`.
-    async fn fetch(&self, url: &Url, what: &str) -> Result<(Vec<u8>, Option<u64>), AdapterError> {
-        let failed = |e: &dyn std::fmt::Display| {
-            tracing::warn!(connection = %self.name, error = %e, "{what} fetch failed");
-            AdapterError::Unavailable(format!("{what} fetch failed: {e}"))
-        };
+    async fn fetch(
+        &self,
+        url: &Url,
+        what: &'static str,
+    ) -> Result<(Vec<u8>, Option<u64>), AdapterError> {
         let resp = self
             .http
             .get(url.clone())
@@ -38,7 +38,7 @@ impl OidcProvider {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| failed(&error_chain(&e)))?;
+            .map_err(|e| AdapterError::unavailable(what, e))?;
         let max_age = max_age(
             resp.headers()
                 .get(reqwest::header::CACHE_CONTROL)
@@ -46,7 +46,7 @@ impl OidcProvider {
         );
         let body = crate::read_capped(resp, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| AdapterError::unavailable(what, e))?;
         Ok((body, max_age))
     }
 
@@ -54,28 +54,30 @@ impl OidcProvider {
     /// Discovery 4.3).
     async fn fetch_metadata(&self) -> Result<Metadata, AdapterError> {
         let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|e| AdapterError::Unavailable(format!("issuer is not a URL: {e}")))?;
+            .map_err(|e| AdapterError::unavailable("the issuer is not a URL", e))?;
         let url = issuer
             .join(".well-known/openid-configuration")
-            .map_err(|e| AdapterError::Unavailable(format!("issuer is not a URL: {e}")))?;
-        let (body, _) = self.fetch(&url, "discovery").await?;
-        let metadata: Metadata = serde_json::from_slice(&body).map_err(|e| {
-            AdapterError::Unavailable(format!("the discovery document is unreadable: {e}"))
-        })?;
+            .map_err(|e| AdapterError::unavailable("the issuer is not a URL", e))?;
+        let (body, _) = self.fetch(&url, "the discovery fetch failed").await?;
+        let metadata: Metadata = serde_json::from_slice(&body)
+            .map_err(|e| AdapterError::unavailable("the discovery document is unreadable", e))?;
         if metadata.issuer() != &issuer {
             tracing::error!(connection = %self.name, published = %metadata.issuer().as_str(), "the discovery document names another issuer");
-            return Err(AdapterError::Unavailable(
-                "the discovery document names another issuer".into(),
-            ));
+            return Err(AdapterError::Unavailable {
+                what: "the discovery document names another issuer",
+                cause: None,
+            });
         }
         Ok(metadata)
     }
 
     /// The key set at the provider's `jwks_uri`, and when to fetch it again.
     async fn fetch_keys(&self, metadata: &Metadata) -> Result<(JwkSet, Duration), AdapterError> {
-        let (body, max_age) = self.fetch(metadata.jwks_uri().url(), "JWKS").await?;
+        let (body, max_age) = self
+            .fetch(metadata.jwks_uri().url(), "the JWKS fetch failed")
+            .await?;
         let keys = jwt::parse_key_set(&body)
-            .map_err(|e| AdapterError::Unavailable(format!("the JWKS is unreadable: {e}")))?;
+            .map_err(|e| AdapterError::unavailable("the JWKS is unreadable", e))?;
         let next = max_age
             .map(Duration::from_secs)
             .unwrap_or(self.cfg.jwks_refresh_interval)
@@ -115,9 +117,10 @@ impl OidcProvider {
     pub(super) fn keys_not_stale(&self, d: &Discovered) -> Result<(), AdapterError> {
         if d.fetched_at.elapsed() > self.cfg.jwks_max_stale {
             tracing::error!(connection = %self.name, "the provider's keys could not be refreshed for longer than jwks_max_stale; refusing tokens");
-            return Err(AdapterError::Unavailable(
-                "the identity provider's signing keys are out of date".into(),
-            ));
+            return Err(AdapterError::Unavailable {
+                what: "the provider's signing keys are out of date (jwks_max_stale)",
+                cause: None,
+            });
         }
         Ok(())
     }
@@ -140,7 +143,7 @@ impl OidcProvider {
             next = match self.refresh_keys_once().await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(connection = %self.name, error = %e, "key refresh failed; keeping the last good keys");
+                    tracing::warn!(connection = %self.name, error = %crate::cause_chain(&e), "key refresh failed; keeping the last good keys");
                     MIN_KEY_REFRESH
                 }
             };

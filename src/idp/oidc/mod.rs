@@ -148,9 +148,10 @@ impl OidcProvider {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| t.elapsed() < DISCOVERY_RETRY) {
-                return Err(AdapterError::Unavailable(
-                    "discovery failed recently; retrying shortly".into(),
-                ));
+                return Err(AdapterError::Unavailable {
+                    what: "discovery failed recently; retrying shortly",
+                    cause: None,
+                });
             }
             *last = Some(Instant::now());
         }
@@ -237,7 +238,7 @@ impl OidcProvider {
         let token = d
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
-            .map_err(|e| AdapterError::Unavailable(format!("provider has no token endpoint: {e}")))?
+            .map_err(|e| AdapterError::unavailable("the provider has no token endpoint", e))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
             .request_async(&self.http)
             .await
@@ -245,10 +246,7 @@ impl OidcProvider {
                 RequestTokenError::ServerResponse(r) => AdapterError::CodeRejected {
                     code: r.error().as_ref().to_string(),
                 },
-                other => AdapterError::Unavailable(format!(
-                    "token request failed: {}",
-                    error_chain(&other)
-                )),
+                other => AdapterError::unavailable("the token request failed", other),
             })?;
 
         let (d, mut claims) = self
@@ -314,12 +312,9 @@ impl OidcProvider {
                         AdapterError::UserinfoInvalid(describe_claims_error(&c))
                     }
                     U::Response(status, _, _) => {
-                        AdapterError::Unavailable(format!("userinfo answered {status}"))
+                        AdapterError::unavailable("userinfo answered an error", status.to_string())
                     }
-                    other => AdapterError::Unavailable(format!(
-                        "userinfo failed: {}",
-                        error_chain(&other)
-                    )),
+                    other => AdapterError::unavailable("the userinfo request failed", other),
                 }
             })?;
         match serde_json::to_value(info) {

@@ -169,7 +169,7 @@ impl SamlProvider {
             due
         };
         if due && let Err(e) = self.refresh_metadata().await {
-            tracing::warn!(connection = %self.name, error = %e, "IdP metadata not available");
+            tracing::warn!(connection = %self.name, error = format!("{e:#}"), "IdP metadata not available");
         }
         self.idp
             .read()
@@ -217,7 +217,7 @@ impl SamlProvider {
             match self.refresh_metadata().await {
                 Ok(()) => tracing::debug!(connection = %self.name, "IdP metadata refreshed"),
                 Err(e) => {
-                    tracing::warn!(connection = %self.name, error = %e, "IdP metadata refresh failed; keeping the last good copy")
+                    tracing::warn!(connection = %self.name, error = format!("{e:#}"), "IdP metadata refresh failed; keeping the last good copy")
                 }
             }
         }
