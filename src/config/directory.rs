@@ -346,11 +346,11 @@ fn required(
 /// Purging is irreversible: at most this fraction of the connection's accounts per sweep. A
 /// purge batch is normally the disable batch of one retention period ago, which passed the
 /// disable gate (a fraction of the active accounts, so of fewer), so ordinary purges pass.
-pub(super) const DEFAULT_MAX_PURGE_FRACTION: f64 = 0.10;
+const DEFAULT_MAX_PURGE_FRACTION: f64 = 0.10;
 /// And at most this many, whatever the directory's size.
-pub(super) const DEFAULT_MAX_PURGE_COUNT: u64 = 100;
+const DEFAULT_MAX_PURGE_COUNT: u64 = 100;
 
-pub(super) fn fraction(c: &mut Collector, key: &str, v: Option<f64>, default: f64) -> f64 {
+fn fraction(c: &mut Collector, key: &str, v: Option<f64>, default: f64) -> f64 {
     let f = v.unwrap_or(default);
     if !(0.0..=1.0).contains(&f) {
         c.push(
@@ -364,11 +364,7 @@ pub(super) fn fraction(c: &mut Collector, key: &str, v: Option<f64>, default: f6
 }
 
 /// `ignore_references`: absent means AD's application partitions; `[]` ignores none.
-pub(super) fn ignore_references(
-    c: &mut Collector,
-    key: &str,
-    v: Option<Vec<String>>,
-) -> Vec<String> {
+fn ignore_references(c: &mut Collector, key: &str, v: Option<Vec<String>>) -> Vec<String> {
     let Some(patterns) = v else {
         return crate::directory::DEFAULT_IGNORED_REFERENCES
             .iter()
@@ -396,7 +392,7 @@ pub(super) fn ignore_references(
 }
 
 /// `max_entries_without_subject` and `…_fraction`: with neither, one such entry stops a sweep.
-pub(super) fn without_subject(
+fn without_subject(
     c: &mut Collector,
     key: &str,
     count: Option<u64>,

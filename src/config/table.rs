@@ -49,7 +49,8 @@ pub(super) fn read_tagged<T>(
         }
         let other = kinds.iter().find(|o| (o.keys)().contains(&k.as_str()));
         match (kind, other) {
-            // Which kind this table is, is unknown: only a key of none can be judged.
+            // The kind is missing or unknown (already a problem): a key some kind takes may
+            // well be right, so only a key of none is named.
             (None, Some(_)) => {}
             (Some(kind), Some(other)) => c.push(
                 format!("{key}.{k}"),
