@@ -7,12 +7,18 @@
 
 mod accounts;
 mod assertion;
+mod connection;
+mod database;
 mod directory;
 mod limits;
+mod oidc;
 mod raw;
 mod report;
 mod saml;
 mod secret;
+mod server;
+mod sessions;
+mod table;
 
 pub use accounts::{AccountsConfig, UsernamePolicy, UsernameQuarantine};
 pub use assertion::{AppConfig, AssertionConfig};
@@ -355,12 +361,7 @@ impl Config {
         let raw: raw::RawConfig = match toml::Value::Table(table).try_into() {
             Ok(r) => r,
             Err(e) => {
-                problems.push(Problem {
-                    key: "(file)".into(),
-                    value: None,
-                    message: e.message().to_string(),
-                    fix: "see the configuration reference in README.md".into(),
-                });
+                problems.push(table::serde_problem("", &e));
                 return Err(fail(problems));
             }
         };

@@ -1,4 +1,5 @@
-//! The settings of a SAML 2.0 connection (`kind = "saml"`), as written and as validated.
+//! The settings of a SAML 2.0 connection (`kind = "saml"`), as written in its
+//! `[connection.saml]` table and as validated.
 
 use super::raw::Collector;
 use super::{Secret, SecretSource};
@@ -68,6 +69,15 @@ pub struct SamlConfig {
     pub force_authn: bool,
     /// Larger POSTed responses are refused before any parsing.
     pub max_response_bytes: usize,
+}
+
+/// The keys only a SAML connection takes beside `kind` (the shared ones are in `connection`):
+/// its settings are one table down, in `[connection.saml]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSamlConnection {
+    #[serde(default)]
+    pub saml: RawSaml,
 }
 
 #[derive(Debug, Default, Deserialize)]

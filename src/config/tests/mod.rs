@@ -1,5 +1,7 @@
 use super::*;
 
+mod kinds;
+
 fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_toml_and_env(
         "test.toml",
@@ -136,7 +138,15 @@ allowed_algs = ["none", "HS256"]
 #[test]
 fn unknown_keys_in_the_file_are_refused() {
     let err = load("[server]\nlisten_addr = \"127.0.0.1:1\"", &[]).unwrap_err();
-    assert!(err.to_string().contains("listen_addr"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("server.listen_addr: is not a known setting"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("`listen`"),
+        "lists the keys: {err}"
+    );
 }
 
 #[test]

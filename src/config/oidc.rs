@@ -1,0 +1,129 @@
+//! An OpenID Connect connection (`kind = "oidc"`): its keys, written beside `kind` in the
+//! `[[connection]]` table, and their validation.
+
+use super::raw::{Collector, is_loopback};
+use super::{OidcConfig, SecretSource};
+use openidconnect::JwsSigningAlgorithm;
+use openidconnect::core::CoreJwsSigningAlgorithm;
+use serde::Deserialize;
+use std::time::Duration;
+use url::Url;
+
+/// The keys only an OIDC connection takes (the shared ones are in `connection`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOidc {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<SecretSource>,
+    scopes: Option<Vec<String>>,
+    allowed_algs: Option<Vec<String>>,
+    userinfo: Option<bool>,
+    jwks_refresh_min_interval: Option<String>,
+    jwks_refresh_interval: Option<String>,
+    jwks_max_stale: Option<String>,
+}
+
+const DEFAULT_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+pub(super) fn validate(
+    c: &mut Collector,
+    key: &str,
+    rc: &RawOidc,
+    clock_skew: Duration,
+) -> Option<OidcConfig> {
+    let issuer = match rc.issuer.as_deref().map(Url::parse) {
+        Some(Ok(u)) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {
+            rc.issuer.clone()
+        }
+        Some(Ok(_)) | Some(Err(_)) => {
+            c.push(
+                format!("{key}.issuer"),
+                rc.issuer.as_deref(),
+                "must be an https URL (plain http only on loopback)",
+                "write the issuer exactly as the provider's discovery document states it",
+            );
+            None
+        }
+        None => {
+            c.push(
+                format!("{key}.issuer"),
+                None,
+                "is missing",
+                "write the provider's issuer URL, e.g. https://login.example.com/realms/main",
+            );
+            None
+        }
+    };
+    let client_id = rc.client_id.clone().filter(|s| !s.is_empty());
+    if client_id.is_none() {
+        c.push(
+            format!("{key}.client_id"),
+            None,
+            "is missing",
+            "write the client id registered at the provider",
+        );
+    }
+    let client_secret = rc
+        .client_secret
+        .as_ref()
+        .and_then(|s| c.secret(&format!("{key}.client_secret"), s));
+    let mut allowed_algs = Vec::new();
+    let alg_names = rc
+        .allowed_algs
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ALGS.iter().map(|s| s.to_string()).collect());
+    for a in &alg_names {
+        let parsed: Option<CoreJwsSigningAlgorithm> =
+            serde_json::from_value(serde_json::Value::String(a.clone())).ok();
+        match parsed {
+            None | Some(CoreJwsSigningAlgorithm::None) => c.push(format!("{key}.allowed_algs"), Some(a), "is not an acceptable ID token signing algorithm", "use asymmetric algorithms such as RS256, PS256, ES256 or EdDSA (never \"none\")"),
+            Some(alg) if alg.uses_shared_secret() && client_secret.is_none() => c.push(format!("{key}.allowed_algs"), Some(a), "is an HMAC algorithm, which needs a client_secret", "remove it, or configure the client secret (HMAC keys are never derived from public keys)"),
+            Some(alg) => allowed_algs.push(alg),
+        }
+    }
+    if alg_names.is_empty() {
+        c.push(
+            format!("{key}.allowed_algs"),
+            None,
+            "is empty",
+            "remove the key for the safe default list",
+        );
+    }
+    let mut scopes = rc
+        .scopes
+        .clone()
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let jwks_refresh_min_interval = c.duration(
+        &format!("{key}.jwks_refresh_min_interval"),
+        rc.jwks_refresh_min_interval.as_deref(),
+        Duration::from_secs(30),
+    );
+    let jwks_refresh_interval = c.duration(
+        &format!("{key}.jwks_refresh_interval"),
+        rc.jwks_refresh_interval.as_deref(),
+        Duration::from_secs(3600),
+    );
+    let jwks_max_stale = c.duration(
+        &format!("{key}.jwks_max_stale"),
+        rc.jwks_max_stale.as_deref(),
+        Duration::from_secs(24 * 3600),
+    );
+    Some(OidcConfig {
+        issuer: issuer?,
+        client_id: client_id?,
+        client_secret,
+        scopes,
+        allowed_algs,
+        clock_skew,
+        use_userinfo: rc.userinfo.unwrap_or(true),
+        jwks_refresh_min_interval,
+        jwks_refresh_interval,
+        jwks_max_stale,
+    })
+}
