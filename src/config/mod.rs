@@ -23,12 +23,12 @@ mod table;
 pub use accounts::{AccountsConfig, UsernamePolicy, UsernameQuarantine};
 pub use assertion::{AppConfig, AssertionConfig};
 pub use limits::{Rate, RateLimitsConfig};
+pub use oidc::is_hmac;
 pub use report::{Report, report};
 pub use saml::{MetadataSource, RequiredSignature, SamlConfig, SamlSubject};
 pub use secret::{Secret, SecretSource};
 
 use crate::mapping::Mapping;
-use openidconnect::core::CoreJwsSigningAlgorithm;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -251,7 +251,8 @@ pub struct OidcConfig {
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,
-    pub allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    /// The ID token and logout token algorithms, in the one JWT stack's terms.
+    pub allowed_algs: Vec<jsonwebtoken::Algorithm>,
     pub clock_skew: Duration,
     pub use_userinfo: bool,
     /// Minimum time between two JWKS refetches triggered by an unknown `kid`.

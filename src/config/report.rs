@@ -4,7 +4,6 @@
 //! printed.
 
 use super::*;
-use openidconnect::JwsSigningAlgorithm;
 
 /// The summary and the warnings of a valid configuration.
 #[derive(Debug, Clone)]
@@ -141,11 +140,8 @@ fn oidc_warnings(w: &mut Vec<Problem>, key: &str, o: &OidcConfig, trusts: bool) 
             "keep it only if this provider verifies every address it sends (e.g. Entra ID, which sends no email_verified); otherwise remove it",
         );
     }
-    for alg in o.allowed_algs.iter().filter(|a| a.uses_shared_secret()) {
-        let name = serde_json::to_value(alg)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{alg:?}"));
+    for alg in o.allowed_algs.iter().filter(|a| super::oidc::is_hmac(**a)) {
+        let name = format!("{alg:?}");
         warn(
             w,
             format!("{key}.allowed_algs"),

@@ -115,7 +115,7 @@ name = "Bad Name"
 kind = "oidc"
 issuer = "http://idp.example.com"
 client_id = "x"
-allowed_algs = ["none", "HS256"]
+allowed_algs = ["none", "HS256", "ES512"]
 "#,
         &[],
     )
@@ -129,6 +129,8 @@ allowed_algs = ["none", "HS256"]
         "connection[Bad Name].issuer = \"http://idp.example.com\"",
         "allowed_algs = \"none\"",
         "allowed_algs = \"HS256\"",
+        // Not implemented by the JWT stack: refused here rather than never matching a token.
+        "allowed_algs = \"ES512\"",
         "fix:",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");

@@ -23,7 +23,7 @@ impl OidcProvider {
         let expect = Expect {
             issuer: d.metadata.issuer().as_str(),
             client_id: &self.cfg.client_id,
-            allowed_algs: &self.algs,
+            allowed_algs: &self.cfg.allowed_algs,
             leeway_secs: self.cfg.clock_skew.as_secs(),
             hmac_secret: secret,
             required: &["sub"],

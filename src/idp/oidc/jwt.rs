@@ -57,15 +57,6 @@ pub(crate) struct Verified {
     pub key: Option<Jwk>,
 }
 
-/// The connection's configured algorithms in this stack's terms; names it does not implement
-/// are dropped (config validation refuses them first).
-pub(crate) fn algorithms<T: serde::Serialize>(configured: &[T]) -> Vec<Algorithm> {
-    configured
-        .iter()
-        .filter_map(|a| serde_json::to_value(a).ok()?.as_str()?.parse().ok())
-        .collect()
-}
-
 /// The provider's JWKS, keeping every key this stack can use: a key of another type or
 /// algorithm (an encryption key, a curve we do not implement) is skipped rather than making
 /// the whole set unreadable.
@@ -140,8 +131,7 @@ pub(crate) fn verify(
     if !expect.allowed_algs.contains(&alg) {
         return Err(JwtError::AlgorithmNotAllowed);
     }
-    let is_hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
-    let (key, jwk) = if is_hmac {
+    let (key, jwk) = if crate::config::is_hmac(alg) {
         let secret = expect.hmac_secret.ok_or(JwtError::AlgorithmNotAllowed)?;
         (DecodingKey::from_secret(secret), None)
     } else {

@@ -85,8 +85,6 @@ pub struct OidcProvider {
     cfg: OidcConfig,
     redirect_uri: RedirectUrl,
     http: reqwest::Client,
-    /// The configured signing algorithms, in the JWT stack's terms.
-    algs: Vec<jsonwebtoken::Algorithm>,
     discovered: RwLock<Option<Arc<Discovered>>>,
     generation: AtomicU64,
     /// Last discovery attempt and last JWKS refetch, to rate-limit both.
@@ -105,7 +103,6 @@ impl OidcProvider {
             .clone();
         Self {
             name: conn.name.clone(),
-            algs: jwt::algorithms(&cfg.allowed_algs),
             cfg,
             redirect_uri: RedirectUrl::from_url(redirect),
             http,
