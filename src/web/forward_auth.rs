@@ -100,6 +100,7 @@ pub async fn verify(
 
 fn plain(mut b: actix_web::HttpResponseBuilder, msg: &'static str) -> HttpResponse {
     b.insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
         .content_type("text/plain; charset=utf-8")
         .body(msg)
 }
