@@ -10,6 +10,7 @@ mod direct;
 mod helpers;
 mod live_roles;
 mod login_state;
+mod login_service;
 mod logout;
 mod nginx;
 mod oidc_flow;
