@@ -255,12 +255,17 @@ equals = "staff"
                 &Default::default(),
             )?;
             let t3 = thread_cpu();
+            let principal = verified
+                .name_id
+                .as_ref()
+                .map(jitbridge::idp::saml::slo::principal);
             rt.block_on(sessions.create(SessionRecord {
                 account: p.account,
                 connection: "bench".into(),
                 subject,
                 idp_session: verified.session_index,
-                name_id: verified.name_id,
+                idp_principal: principal.as_ref().map(|p| p.key.clone()),
+                idp_logout_ref: principal.map(|p| p.logout_ref),
                 created_at: 0,
                 expires_at: i64::MAX,
             }))?;

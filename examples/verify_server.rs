@@ -49,7 +49,8 @@ async fn main() -> anyhow::Result<()> {
         connection: "bench".into(),
         subject: "alice".into(),
         idp_session: None,
-        name_id: None,
+        idp_principal: None,
+        idp_logout_ref: None,
         created_at: unix_now(),
         expires_at: unix_now() + 3600,
     };

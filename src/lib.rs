@@ -13,6 +13,7 @@ pub mod demo;
 pub mod directory;
 pub mod idp;
 pub mod lifecycle;
+pub mod login;
 pub mod mapping;
 pub mod provisioning;
 pub mod session;

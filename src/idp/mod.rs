@@ -16,10 +16,33 @@ pub struct NormalizedLogin {
     pub claims: Claims,
     /// The IdP's session id (OIDC `sid`, SAML SessionIndex), for IdP-initiated logout.
     pub idp_session: Option<String>,
-    /// SAML: the NameID, echoed when we ask the IdP to end its session.
-    pub name_id: Option<saml::logout::NameId>,
+    /// How the IdP names the person in its logout messages, when it does (SAML: the NameID).
+    pub idp_principal: Option<IdpPrincipal>,
     /// Unix seconds after which the IdP wants the session over (SAML SessionNotOnOrAfter).
     pub session_ends_at: Option<i64>,
+    /// What makes this response unique, to be recorded once (a replay is refused), when the
+    /// protocol has no single-use mechanism of its own (SAML; OIDC's code and state are
+    /// single use already).
+    pub single_use: Option<SingleUse>,
+}
+
+/// The person as the IdP names them in logout messages, opaque after the adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpPrincipal {
+    /// The adapter's canonical form: two logins name the same principal exactly when their
+    /// keys are equal, and a logout message from the IdP yields the same key (SAML:
+    /// [`saml::slo::principal`]). The session store builds its logout index keys from it.
+    pub key: String,
+    /// What the adapter needs back to ask the IdP to end its session (SAML: the NameID with
+    /// its Format and qualifiers, echoed in our LogoutRequest), kept with the session as is.
+    pub logout_ref: serde_json::Value,
+}
+
+/// A key to record once in the store that replicas share, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleUse {
+    pub key: String,
+    pub ttl: std::time::Duration,
 }
 
 /// Why the adapter refused a login response. Messages are safe to show and to log: they name

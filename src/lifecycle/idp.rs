@@ -1,6 +1,8 @@
 //! "The identity provider ended this session", on the apply path: OIDC back-channel logout and
 //! SAML IdP-initiated logout name IdP sessions (a `sid`, SessionIndexes with a NameID) or a
-//! person, and the matching sessions end at once.
+//! person, and the matching sessions end at once. The protocol adapter has turned what the
+//! IdP named into protocol-neutral terms: an IdP session id, a subject, or a principal (the
+//! adapter's canonical form of a NameID, see `idp::IdpPrincipal`).
 //!
 //! An IdP ending a session is not an account-wide event: it ends only the sessions it names
 //! (never other devices of the person when it names a session), the account stays as it is,
@@ -8,7 +10,6 @@
 
 use crate::db::schema::identities;
 use crate::db::{Db, DbConnection, DbError};
-use crate::idp::saml::logout::NameId;
 use crate::session::{SessionError, SessionStore};
 use diesel::prelude::*;
 
@@ -19,16 +20,17 @@ pub enum IdpEnded<'a> {
     OidcSession { sid: &'a str },
     /// An OIDC back-channel logout token with only a `sub`: every session of the person.
     Subject { subject: &'a str },
-    /// A SAML LogoutRequest with SessionIndexes: the sessions of this NameID with those
-    /// indexes (core 3.7.3.2); an index that belongs to somebody else ends nothing.
-    SamlSessions {
-        name_id: &'a NameId,
+    /// A SAML LogoutRequest with SessionIndexes: the sessions of this principal (its NameID)
+    /// with those indexes (core 3.7.3.2); an index that belongs to somebody else ends nothing.
+    PrincipalSessions {
+        principal: &'a str,
         session_indexes: &'a [String],
     },
-    /// A SAML LogoutRequest without SessionIndex: every session established with the NameID,
-    /// and every session of the account when the NameID is the connection's subject.
-    SamlNameId {
-        name_id: &'a NameId,
+    /// A SAML LogoutRequest without SessionIndex: every session established with the
+    /// principal (its NameID), and every session of the account of `subject` (given when the
+    /// NameID is the connection's subject).
+    Principal {
+        principal: &'a str,
         subject: Option<&'a str>,
     },
 }
@@ -54,20 +56,20 @@ pub async fn end_idp_sessions(
         IdpEnded::Subject { subject } => {
             Ok(end_for_subject(db, sessions, connection, subject).await?)
         }
-        IdpEnded::SamlSessions {
-            name_id,
+        IdpEnded::PrincipalSessions {
+            principal,
             session_indexes,
         } => {
             let mut n = 0;
             for si in session_indexes {
                 n += sessions
-                    .revoke_saml_session(connection, si, name_id)
+                    .revoke_principal_session(connection, si, principal)
                     .await?;
             }
             Ok(n)
         }
-        IdpEnded::SamlNameId { name_id, subject } => {
-            let n = sessions.revoke_name_id(connection, name_id).await?;
+        IdpEnded::Principal { principal, subject } => {
+            let n = sessions.revoke_principal(connection, principal).await?;
             let m = match subject {
                 Some(subject) => end_for_subject(db, sessions, connection, subject).await?,
                 None => 0,

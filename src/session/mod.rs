@@ -19,7 +19,6 @@ pub use redis_store::RedisStore;
 pub use sealed::{PendingLogin, PendingProtocol};
 pub use snapshot::AccountState;
 
-use crate::idp::saml::logout::NameId;
 use crate::provisioning::AccountSnapshot;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -93,9 +92,19 @@ pub struct SessionRecord {
     pub subject: String,
     /// The IdP's session id (OIDC `sid`, SAML SessionIndex), for IdP-initiated logout.
     pub idp_session: Option<String>,
-    /// The SAML NameID the session was established with, echoed in our LogoutRequest.
+    /// How the IdP names the person in logout messages, in the adapter's canonical form
+    /// ([`crate::idp::IdpPrincipal::key`]), opaque here: the index keys of IdP-initiated
+    /// logout are built from it when the session is stored. Absent in records of releases
+    /// before it existed, whose index keys were built at their insert and are never rebuilt
+    /// from a record read back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name_id: Option<NameId>,
+    pub idp_principal: Option<String>,
+    /// What the adapter needs back to ask the IdP to end its session
+    /// ([`crate::idp::IdpPrincipal::logout_ref`]), opaque here. Stored under its first name
+    /// and in its first shape (`name_id`: the SAML NameID object), so that a record written by
+    /// either release reads in both during a rolling upgrade.
+    #[serde(default, rename = "name_id", skip_serializing_if = "Option::is_none")]
+    pub idp_logout_ref: Option<serde_json::Value>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds: the absolute end, whatever the activity.
@@ -103,16 +112,17 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// The index keys an IdP can end this session by: an OIDC session by its `sid`; a SAML
-    /// session (it has a NameID) by its NameID, and by SessionIndex and NameID together, as a
+    /// The index keys an IdP can end this session by: a session without a principal (OIDC)
+    /// by its IdP session id (`sid`); one with a principal (SAML: its NameID) by the
+    /// principal, and by IdP session id (SessionIndex) and principal together, as a
     /// LogoutRequest names them.
     pub fn idp_keys(&self) -> Vec<String> {
         let c = &self.connection;
-        match (&self.name_id, self.idp_session.as_deref()) {
+        match (self.idp_principal.as_deref(), self.idp_session.as_deref()) {
             (None, sid) => sid.map(|sid| idp_key(c, sid)).into_iter().collect(),
-            (Some(n), None) => vec![name_id_key(c, n)],
-            (Some(n), Some(sid)) => {
-                vec![name_id_key(c, n), saml_session_key(c, sid, n)]
+            (Some(p), None) => vec![principal_key(c, p)],
+            (Some(p), Some(sid)) => {
+                vec![principal_key(c, p), principal_session_key(c, sid, p)]
             }
         }
     }
@@ -122,35 +132,19 @@ fn idp_key(connection: &str, sid: &str) -> String {
     hash_key(&format!("{connection}\u{0}{sid}"))
 }
 
-/// A NameID as SAML compares identifiers (core 2.2.3): its value with its NameQualifier and
-/// SPNameQualifier, where an absent qualifier matches only an absent one (never an empty
-/// one, never any).
-fn name_id_identity(n: &NameId) -> String {
-    let q = |v: &Option<String>| match v {
-        None => "\u{1}".to_string(),
-        Some(s) => format!("\u{2}{s}"),
-    };
-    format!(
-        "{}\u{0}{}\u{0}{}",
-        q(&n.name_qualifier),
-        q(&n.sp_name_qualifier),
-        n.value
-    )
+// The labels in the two keys below are those of the first release, which had only SAML
+// principals (NameIDs): sessions in Redis are indexed under these bytes, so they stay.
+
+/// Distinct from every [`idp_key`]: a principal can never be taken for a session id.
+fn principal_key(connection: &str, principal: &str) -> String {
+    hash_key(&format!("{connection}\u{0}\u{1}name-id\u{0}{principal}"))
 }
 
-/// Distinct from every [`idp_key`]: a NameID value can never be taken for a session id.
-fn name_id_key(connection: &str, name_id: &NameId) -> String {
+/// An IdP session as a LogoutRequest names it: its id (SessionIndex) and the principal
+/// together.
+fn principal_session_key(connection: &str, session_index: &str, principal: &str) -> String {
     hash_key(&format!(
-        "{connection}\u{0}\u{1}name-id\u{0}{}",
-        name_id_identity(name_id)
-    ))
-}
-
-/// A SAML session as a LogoutRequest names it: SessionIndex and NameID together.
-fn saml_session_key(connection: &str, session_index: &str, name_id: &NameId) -> String {
-    hash_key(&format!(
-        "{connection}\u{0}\u{2}saml-session\u{0}{session_index}\u{0}{}",
-        name_id_identity(name_id)
+        "{connection}\u{0}\u{2}saml-session\u{0}{session_index}\u{0}{principal}"
     ))
 }
 
@@ -287,26 +281,27 @@ impl SessionStore {
         dispatch!(self, s => s.revoke_idp_session(&idp_key(connection, sid)).await)
     }
 
-    /// Ends the sessions of the connection established with this SAML SessionIndex and this
-    /// NameID (a LogoutRequest names both, core 3.7.3.2); returns how many there were.
-    pub async fn revoke_saml_session(
+    /// Ends the sessions of the connection established with this IdP session id and this
+    /// principal (a SAML LogoutRequest names a SessionIndex and a NameID, core 3.7.3.2);
+    /// returns how many there were.
+    pub async fn revoke_principal_session(
         &self,
         connection: &str,
         session_index: &str,
-        name_id: &NameId,
+        principal: &str,
     ) -> Result<usize, SessionError> {
-        let key = saml_session_key(connection, session_index, name_id);
+        let key = principal_session_key(connection, session_index, principal);
         dispatch!(self, s => s.revoke_idp_session(&key).await)
     }
 
-    /// Ends every session of the connection that was established with this SAML NameID;
+    /// Ends every session of the connection that was established with this principal;
     /// returns how many there were.
-    pub async fn revoke_name_id(
+    pub async fn revoke_principal(
         &self,
         connection: &str,
-        name_id: &NameId,
+        principal: &str,
     ) -> Result<usize, SessionError> {
-        dispatch!(self, s => s.revoke_idp_session(&name_id_key(connection, name_id)).await)
+        dispatch!(self, s => s.revoke_idp_session(&principal_key(connection, principal)).await)
     }
 
     /// Records `key` for `ttl`; false when it was already recorded (a replay).
@@ -328,4 +323,97 @@ impl SessionStore {
 
 pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(principal: Option<&str>, sid: Option<&str>) -> SessionRecord {
+        SessionRecord {
+            account: AccountSnapshot {
+                id: "a1".into(),
+                username: "u".into(),
+                email: None,
+                display_name: None,
+                roles: vec![],
+                version: 0,
+                revision: None,
+            },
+            connection: "c".into(),
+            subject: "s".into(),
+            idp_session: sid.map(str::to_string),
+            idp_principal: principal.map(str::to_string),
+            idp_logout_ref: None,
+            created_at: 0,
+            expires_at: 1,
+        }
+    }
+
+    /// The index keys live in Redis (and replicas of two releases share them during a rolling
+    /// upgrade): their bytes are pinned, so that a session made by one release is found by a
+    /// logout handled by another. The principals are SAML NameIDs as
+    /// `idp::saml::slo::principal` writes them (its tests pin that side).
+    #[test]
+    fn the_index_keys_of_a_session_are_those_of_the_first_release() {
+        assert_eq!(
+            record(None, Some("sid-1")).idp_keys(),
+            ["30c88a871ae4d639d6509444f92f3cd630b39465fa5ecbd4414a2997c674185e"]
+        );
+        assert!(record(None, None).idp_keys().is_empty());
+        let plain = "\u{1}\u{0}\u{1}\u{0}alice@example.com";
+        assert_eq!(
+            record(Some(plain), None).idp_keys(),
+            ["5b30b11e741551a5c4393c51296306dd685457adad9fcb0162a4e2f46e5a416a"]
+        );
+        assert_eq!(
+            record(Some(plain), Some("s-1")).idp_keys(),
+            [
+                "5b30b11e741551a5c4393c51296306dd685457adad9fcb0162a4e2f46e5a416a",
+                "3ed4080d743f437a1cb38bcfb163c2fc1154cb7cb91ec4dd36f767f08ce2f871"
+            ]
+        );
+        let qualified = "\u{2}https://idp.example.org\u{0}\u{2}https://sp.example.com/metadata\u{0}alice@example.com";
+        assert_eq!(
+            record(Some(qualified), Some("s-1")).idp_keys(),
+            [
+                "24dc6cc3d52a222602d961758ca39d2360f629d56084c02d0e56fafbfbf412cb",
+                "5f332c37b4ab5ca6c2d66ee3f759f012f69a8255fa5e169afc005dfbc5b26597"
+            ]
+        );
+        assert_eq!(
+            record(Some("\u{2}\u{0}\u{1}\u{0}bob"), Some("s-1")).idp_keys(),
+            [
+                "834e29cd3d2b82ced0ef6e5ca087e3e04e61bda1fb5005c762f75d5ad58b0b15",
+                "6311d058358008ce80880e6a3039dcee13aa7b43cb5aaf924fc1b441dd1f438c"
+            ]
+        );
+    }
+
+    /// A record written by the first release reads back (a Redis full of live sessions during
+    /// an upgrade), and one written now keeps the first release's fields and shapes, so that
+    /// release reads it too.
+    #[test]
+    fn a_session_record_of_the_first_release_reads_back_and_keeps_its_shape() {
+        let name_id = r#"{"value":"alice@example.com","format":"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress","name_qualifier":"https://idp.example.org"}"#;
+        let old = format!(
+            r#"{{"account":{{"id":"a1","username":"u","email":null,"display_name":null,"roles":[],"version":0}},"connection":"c","subject":"s","idp_session":"s-1","name_id":{name_id},"created_at":0,"expires_at":1}}"#
+        );
+        let r: SessionRecord = serde_json::from_str(&old).unwrap();
+        assert_eq!(r.idp_session.as_deref(), Some("s-1"));
+        assert_eq!(r.idp_principal, None);
+        let name_id: serde_json::Value = serde_json::from_str(name_id).unwrap();
+        assert_eq!(r.idp_logout_ref.as_ref(), Some(&name_id));
+
+        let now = SessionRecord {
+            idp_principal: Some("p".into()),
+            idp_logout_ref: Some(name_id.clone()),
+            ..record(None, Some("s-1"))
+        };
+        let json: serde_json::Value = serde_json::to_value(&now).unwrap();
+        assert_eq!(json["name_id"], name_id);
+        assert_eq!(json["idp_principal"], "p");
+        let oidc = serde_json::to_value(record(None, Some("s-1"))).unwrap();
+        assert!(oidc.get("name_id").is_none() && oidc.get("idp_principal").is_none());
+    }
 }

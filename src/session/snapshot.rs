@@ -288,7 +288,8 @@ mod tests {
             connection: "c".into(),
             subject: "s".into(),
             idp_session: None,
-            name_id: None,
+            idp_principal: None,
+            idp_logout_ref: None,
             created_at: 0,
             expires_at: 1,
         };

@@ -155,6 +155,21 @@ impl From<ProvisionError> for LoginError {
     }
 }
 
+/// Each refusal of the login service as the refusal the person sees (and the audit trail and
+/// metrics count): the same variant, message and reason code whichever entrance called it.
+impl From<crate::login::CompleteError> for LoginError {
+    fn from(e: crate::login::CompleteError) -> Self {
+        use crate::login::CompleteError as E;
+        match e {
+            E::UnknownConnection => Self::UnknownConnection,
+            E::Replayed => Self::Replayed,
+            E::Mapping(r) => Self::Mapping(r),
+            E::Provisioning(p) => p.into(),
+            E::Sessions(s) => Self::Sessions(s),
+        }
+    }
+}
+
 impl From<crate::idp::saml::preflight::PreflightError> for LoginError {
     fn from(e: crate::idp::saml::preflight::PreflightError) -> Self {
         Self::Saml(e.into())

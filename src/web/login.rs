@@ -4,16 +4,13 @@ use super::errors::{LoginError, html_page, log_internal};
 use super::ratelimit::Class;
 use super::redirect::safe_return_to;
 use super::{AppState, cookies, pending};
-use crate::audit::{self, Event, Outcome};
 use crate::idp::AdapterError;
-use crate::idp::NormalizedLogin;
-use crate::provisioning::{self, LoginKey};
-use crate::session::{PendingProtocol, SessionId, SessionRecord, random_token, unix_now};
+use crate::login;
+use crate::session::{PendingProtocol, random_token};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::json;
 
 #[derive(Deserialize)]
 pub struct LoginQuery {
@@ -39,7 +36,8 @@ pub(super) fn found(location: &str) -> actix_web::HttpResponseBuilder {
     b
 }
 
-/// Records a refused or failed login in the audit trail and logs its reason code.
+/// Records a refused or failed login in the audit trail (through the login service, which
+/// aggregates repeats) and logs an internal failure's cause chain.
 pub(super) async fn audit_failure(
     state: &AppState,
     err: &LoginError,
@@ -49,44 +47,13 @@ pub(super) async fn audit_failure(
     if err.is_internal() {
         log_internal(err, err.reason(), request_id);
     }
-    // A name from the URL is the caller's to choose: only a configured one is recorded.
-    let connection = connection.filter(|c| state.config.connection(c).is_some());
-    // The first refusal of its kind this minute is written in full; the rest are counted and
-    // written as one event when the minute is over (audit::failures), so junk cannot grow
-    // the trail without bound.
-    // A refusal of a known account (it is disabled, or holds the name) came through the IdP:
-    // kept in full.
-    let of_an_account = err.account_id().is_some();
-    if !of_an_account
-        && !state.failures.note(
-            "login.failed",
-            err.reason(),
-            connection,
-            crate::session::unix_now(),
-        )
-    {
-        tracing::debug!(reason = err.reason(), request_id, "login refused (repeat)");
-        return;
-    }
-    tracing::info!(
-        reason = err.reason(),
+    let refused = login::Refused {
+        reason: err.reason(),
+        message: err,
+        account_id: err.account_id(),
         connection,
-        request_id,
-        "login refused"
-    );
-    let mut e = Event::new("login.failed", Outcome::Failure)
-        .actor("anonymous")
-        .details(json!({ "reason": err.reason(), "message": err.to_string() }))
-        .request_id(Some(request_id.to_string()));
-    if let Some(c) = connection {
-        e = e.connection(c);
-    }
-    if let Some(account_id) = err.account_id() {
-        e = e.account(account_id);
-    }
-    if let Err(db) = state.db.run(move |c| audit::record(c, e)).await {
-        tracing::error!(error = %db, "could not write the audit event of a refused login");
-    }
+    };
+    login::audit_refused(&state.login(), refused, request_id).await;
 }
 
 #[tracing::instrument(skip_all, fields(connection = q.connection.as_deref()))]
@@ -279,72 +246,7 @@ async fn callback_inner(
         return Err(LoginError::ConnectionMismatch);
     };
     let login = provider.finish(code, nonce, pkce_verifier).await?;
-    let id = complete_login(req, state, login, request_id).await?;
+    let previous = super::session_id(req, &state.config.server.cookie.name);
+    let id = login::complete(&state.login(), login, previous, request_id).await?;
     Ok((id.as_str().to_string(), pending.return_to))
-}
-
-/// The protocol-neutral end of every login: mapping, provisioning in one transaction, and a
-/// new session (ending the browser's previous one).
-pub(super) async fn complete_login(
-    req: &HttpRequest,
-    state: &AppState,
-    login: NormalizedLogin,
-    request_id: &str,
-) -> Result<SessionId, LoginError> {
-    let connection = login.connection.as_str();
-
-    let conn_cfg = state
-        .config
-        .connection(connection)
-        .ok_or(LoginError::UnknownConnection)?;
-    let (mapping, usernames) = (conn_cfg.mapping.clone(), conn_cfg.usernames.clone());
-    let profile = mapping.apply(&login.claims)?;
-    let (conn_name, subject, rid) = (
-        connection.to_string(),
-        login.subject.clone(),
-        request_id.to_string(),
-    );
-    let provisioned = state
-        .db
-        .run(move |c| {
-            provisioning::provision(
-                c,
-                LoginKey {
-                    connection: &conn_name,
-                    subject: &subject,
-                    request_id: Some(&rid),
-                },
-                &profile,
-                &usernames,
-            )
-        })
-        .await?;
-    tracing::info!(
-        account = %provisioned.account.id,
-        created = provisioned.created,
-        changed = ?provisioned.changed_fields,
-        "login succeeded"
-    );
-    // The account's current identity and roles for every live session of it (other devices
-    // too), before this session exists: a newer snapshot already stored (a disable or a role
-    // change that committed after this login) is kept.
-    state.sessions.put_account(&provisioned.state).await?;
-    let now = unix_now();
-    let record = SessionRecord {
-        account: provisioned.account,
-        connection: connection.to_string(),
-        subject: login.subject,
-        idp_session: login.idp_session,
-        name_id: login.name_id,
-        created_at: now,
-        // The IdP may want its session over sooner (SAML SessionNotOnOrAfter).
-        expires_at: (now + state.config.sessions.absolute_timeout.as_secs() as i64)
-            .min(login.session_ends_at.unwrap_or(i64::MAX)),
-    };
-    let id = state.sessions.create(record).await?;
-    // A browser holds one session: a previous one (another account, or a stale one) ends here.
-    if let Some(old) = super::session_id(req, &state.config.server.cookie.name) {
-        state.sessions.delete(&old).await?;
-    }
-    Ok(id)
 }

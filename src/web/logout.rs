@@ -97,7 +97,7 @@ async fn idp_logout_origin(state: &AppState, record: &SessionRecord) -> Option<S
             .map(|u| u.origin().ascii_serialization());
     }
     let p = state.saml.get(&record.connection)?;
-    record.name_id.as_ref()?;
+    record.idp_logout_ref.as_ref()?;
     let idp = p.idp().await.ok()?;
     idp.slo_redirect
         .as_ref()

@@ -1,6 +1,7 @@
 //! The HTTP surface: login and callback, logout, forward-auth, health on the public listener;
 //! metrics and readiness on the operator listener ([`operator`]). Handlers are thin: they parse
-//! input, call the pipeline (adapter -> mapping -> provisioning -> session) and render.
+//! input, call the protocol adapter and the login service ([`crate::login`]: mapping ->
+//! provisioning -> session), and render.
 
 mod assertion;
 mod backchannel;
@@ -55,6 +56,18 @@ pub struct AppState {
     pub limits: Arc<ratelimit::RateLimits>,
     /// Seals and opens the login state kept in browsers' cookies.
     pub sealer: crate::session::sealed::Sealer,
+}
+
+impl AppState {
+    /// What the login service works with.
+    pub fn login(&self) -> crate::login::Context<'_> {
+        crate::login::Context {
+            config: &self.config,
+            db: &self.db,
+            sessions: &self.sessions,
+            failures: &self.failures,
+        }
+    }
 }
 
 /// Extra routes mounted next to the bridge's own (the demo's sample app).

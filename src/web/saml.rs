@@ -1,20 +1,21 @@
 //! SAML endpoints: SP metadata, the assertion consumer service (HTTP-POST) and single logout
 //! (HTTP-Redirect). Verification is the adapter's; from a verified response on, a SAML login
-//! takes the same path as an OIDC one ([`super::login::complete_login`]).
+//! takes the same path as an OIDC one ([`crate::login::complete`]). The checks of a received
+//! LogoutRequest are the adapter's ([`crate::idp::saml::slo`]); here the request is parsed,
+//! the sessions it names end through the lifecycle apply path, and the answer is rendered.
 
 use super::errors::{LoginError, StateRefused, html_page};
-use super::login::{audit_failure, complete_login, found};
+use super::login::{audit_failure, found};
 use super::logout::LoggedOutPage;
 use super::ratelimit::Class;
 use super::redirect::safe_return_to;
 use super::{AppState, cookies, pending};
 use crate::audit::{self, Event, Outcome};
-use crate::idp::NormalizedLogin;
 use crate::idp::saml::logout::{self, STATUS_RESPONDER, STATUS_SUCCESS};
 use crate::idp::saml::redirect::RedirectMessage;
-use crate::idp::saml::{SamlError, SamlProvider, new_message_id, preflight, redirect};
+use crate::idp::saml::{SamlError, SamlProvider, preflight, redirect, slo};
 use crate::lifecycle::idp::{IdpEnded, end_idp_sessions};
-use crate::session::{PendingLogin, PendingProtocol, unix_now};
+use crate::session::{PendingLogin, PendingProtocol};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -184,31 +185,10 @@ async fn acs_inner(
         }
     };
     let verified = p.verify_response(saml_response, expected).await?;
-
-    // Replay cache, shared by replicas through the session store, until the assertion expires.
-    let ttl = (verified.valid_until - unix_now()).clamp(60, 7 * 86_400) as u64;
-    let fresh = state
-        .sessions
-        .first_use(
-            &format!(
-                "saml-assertion\u{0}{connection}\u{0}{}",
-                verified.assertion_id
-            ),
-            Duration::from_secs(ttl),
-        )
-        .await?;
-    if !fresh {
-        return Err(LoginError::Replayed);
-    }
-    let login = NormalizedLogin {
-        connection: connection.to_string(),
-        subject: verified.subject,
-        claims: verified.claims,
-        idp_session: verified.session_index,
-        name_id: verified.name_id,
-        session_ends_at: verified.session_not_on_or_after,
-    };
-    let id = complete_login(req, state, login, request_id).await?;
+    // The login carries the assertion's replay key; the login service records it first.
+    let login = verified.into_login(connection);
+    let previous = super::session_id(req, &state.config.server.cookie.name);
+    let id = crate::login::complete(&state.login(), login, previous, request_id).await?;
     Ok((id, return_to))
 }
 
@@ -248,75 +228,29 @@ async fn slo_inner(
     if msg.param == "SAMLResponse" {
         return logout_answer(req, state, p, &msg, &xml).await;
     }
-    // A LogoutRequest ends sessions: it must be signed by the IdP (SAML profiles 4.4.4.1).
-    msg.verify(&idp.certs, &cfg.signature_algorithms)?;
-    let lr = logout::parse(&xml, "LogoutRequest")?;
-    let bad = |m: &str| LoginError::Saml(SamlError::Logout(m.to_string()));
-    if lr.issuer.as_deref() != Some(idp.entity_id.as_str()) {
-        return Err(bad("it was issued by another identity provider"));
-    }
-    // A signed message names where it was sent (bindings 3.4.5.2): without it, a LogoutRequest
-    // the IdP signed for another SP (which may share our NameIDs) would end sessions here.
-    match lr.destination.as_deref() {
-        Some(d) if d == cfg.slo_url.as_str() => {}
-        Some(_) => return Err(bad("it was sent to another endpoint (Destination)")),
-        None => return Err(bad("it names no Destination, which a signed message must")),
-    }
-    let now = chrono::Utc::now();
-    let skew = chrono::Duration::from_std(cfg.clock_skew).unwrap_or_default();
-    let parse_time =
-        |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&chrono::Utc));
-    match lr.issue_instant.as_deref().map(parse_time) {
-        Some(Ok(t)) if t - skew <= now && t + chrono::Duration::minutes(5) + skew >= now => {}
-        _ => {
-            return Err(bad(
-                "its IssueInstant is missing or outside the accepted window",
-            ));
-        }
-    }
-    if let Some(end) = lr.not_on_or_after.as_deref() {
-        match parse_time(end) {
-            Ok(t) if t + skew > now => {}
-            _ => return Err(bad("it has expired (NotOnOrAfter)")),
-        }
-    }
-    let lr_id = lr
-        .id
-        .clone()
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| bad("it has no ID"))?;
+    let lr = slo::check_logout_request(cfg, &idp, p.name(), &msg, &xml)?;
     // Used once: checked now, marked once the sessions ended (a failure must leave the IdP's
     // retry of the same request welcome).
-    let replay_key = format!("saml-logout\u{0}{}\u{0}{lr_id}", p.name());
-    if state.sessions.was_used(&replay_key).await? {
+    if state.sessions.was_used(&lr.replay_key).await? {
         return Err(LoginError::Replayed);
     }
-    let name_id = lr
-        .name_id
-        .clone()
-        .ok_or_else(|| bad("it names no NameID"))?;
-    // SessionIndex names the IdP sessions to end; without one, every session established
-    // with the NameID (and, when the NameID is the subject, every session of its account).
-    let subject = match &cfg.subject {
-        crate::config::SamlSubject::NameId => Some(name_id.value.clone()),
-        crate::config::SamlSubject::Attribute(_) => None,
-    };
-    let ended = if lr.session_indexes.is_empty() {
-        IdpEnded::SamlNameId {
-            name_id: &name_id,
-            subject: subject.as_deref(),
+    let target = lr.target(cfg)?;
+    let ended = if target.session_indexes.is_empty() {
+        IdpEnded::Principal {
+            principal: &target.principal,
+            subject: target.subject.as_deref(),
         }
     } else {
-        IdpEnded::SamlSessions {
-            name_id: &name_id,
-            session_indexes: &lr.session_indexes,
+        IdpEnded::PrincipalSessions {
+            principal: &target.principal,
+            session_indexes: &target.session_indexes,
         }
     };
     let revoked = end_idp_sessions(&state.db, &state.sessions, p.name(), ended).await;
     if revoked.is_ok()
         && let Err(e) = state
             .sessions
-            .first_use(&replay_key, Duration::from_secs(900))
+            .first_use(&lr.replay_key, Duration::from_secs(900))
             .await
     {
         // The sessions ended; a replay could only end them again.
@@ -339,21 +273,11 @@ async fn slo_inner(
     .details(json!({
         "protocol": "saml",
         "sessions_revoked": revoked.as_ref().ok(),
-        "by": if lr.session_indexes.is_empty() { "name_id" } else { "session_index" },
+        "by": if target.session_indexes.is_empty() { "name_id" } else { "session_index" },
     }))
     .request_id(Some(request_id.to_string()));
     state.db.run(move |c| audit::record(c, e)).await?;
-    let dest = idp
-        .slo_redirect
-        .clone()
-        .ok_or_else(|| bad("the IdP metadata has no SingleLogoutService to answer to"))?;
-    let answer = logout::logout_response_xml(
-        &new_message_id(),
-        &cfg.entity_id,
-        dest.as_str(),
-        &lr_id,
-        status,
-    );
+    let (dest, answer) = lr.answer(cfg, &idp, status)?;
     let key = p.sp_key().filter(|_| cfg.sign_requests);
     let url = redirect::encode(
         &dest,
@@ -423,15 +347,12 @@ pub(super) async fn start_logout(
     let p = state.saml.get(&record.connection)?;
     let idp = p.idp().await.ok()?;
     let dest = idp.slo_redirect.clone()?;
-    let name_id = record.name_id.as_ref()?;
-    let id = new_message_id();
-    let xml = logout::logout_request_xml(
-        &id,
-        &p.config().entity_id,
+    let (id, xml) = slo::logout_request(
+        p.config(),
         dest.as_str(),
-        name_id,
+        record.idp_logout_ref.as_ref()?,
         record.idp_session.as_deref(),
-    );
+    )?;
     let relay = crate::session::random_token();
     let pending = pending::new_login(
         state,

@@ -37,7 +37,8 @@ pub fn session_of(
         connection: crate::helpers::CONNECTION.into(),
         subject: subject.into(),
         idp_session: None,
-        name_id: None,
+        idp_principal: None,
+        idp_logout_ref: None,
         created_at: now,
         expires_at: now + 3600,
     }

@@ -9,6 +9,7 @@ mod demo;
 mod direct;
 mod helpers;
 mod live_roles;
+mod login_service;
 mod login_state;
 mod logout;
 mod nginx;

@@ -23,7 +23,8 @@ fn record(account: &str) -> SessionRecord {
         connection: "c".into(),
         subject: account.into(),
         idp_session: None,
-        name_id: None,
+        idp_principal: None,
+        idp_logout_ref: None,
         created_at: unix_now(),
         expires_at: unix_now() + 3600,
     }

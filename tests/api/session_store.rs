@@ -23,7 +23,8 @@ fn record(account: &str) -> SessionRecord {
         connection: "c".into(),
         subject: "s".into(),
         idp_session: Some("sid-1".into()),
-        name_id: None,
+        idp_principal: None,
+        idp_logout_ref: None,
         created_at: unix_now(),
         expires_at: unix_now() + 3600,
     }
@@ -157,14 +158,9 @@ async fn an_unreachable_redis_is_an_error_not_an_empty_answer() {
 /// with it end, whatever the account's subject is, and only those.
 #[tokio::test]
 async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
-    use jitbridge::idp::saml::logout::NameId;
     let with = |value: &str| SessionRecord {
-        name_id: Some(NameId {
-            value: value.into(),
-            ..NameId::default()
-        }),
         idp_session: None,
-        ..record("acc-n")
+        ..saml_record(record("acc-n"), &nid(value))
     };
     for (name, s) in stores(600).await {
         let alice = [
@@ -173,14 +169,14 @@ async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
         ];
         let bob = s.create(with("bob@example.com")).await.unwrap();
         assert_eq!(
-            s.revoke_name_id("other-connection", &nid("alice@example.com"))
+            s.revoke_principal("other-connection", &principal(&nid("alice@example.com")))
                 .await
                 .unwrap(),
             0,
             "{name}: another connection's NameID is another person"
         );
         assert_eq!(
-            s.revoke_name_id("c", &nid("alice@example.com"))
+            s.revoke_principal("c", &principal(&nid("alice@example.com")))
                 .await
                 .unwrap(),
             2,
@@ -193,7 +189,9 @@ async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
         // A NameID that happens to equal a session id is still a NameID.
         let by_sid = s.create(record("acc-s")).await.unwrap();
         assert_eq!(
-            s.revoke_name_id("c", &nid("sid-1")).await.unwrap(),
+            s.revoke_principal("c", &principal(&nid("sid-1")))
+                .await
+                .unwrap(),
             0,
             "{name}"
         );
@@ -204,20 +202,15 @@ async fn revoking_a_name_id_ends_the_sessions_established_with_it() {
 /// A LogoutRequest names a SessionIndex and a NameID: only a session with both ends.
 #[tokio::test]
 async fn a_saml_session_ends_only_for_its_session_index_and_name_id_together() {
-    use jitbridge::idp::saml::logout::NameId;
     let with = |value: &str, sid: &str| SessionRecord {
-        name_id: Some(NameId {
-            value: value.into(),
-            ..NameId::default()
-        }),
         idp_session: Some(sid.into()),
-        ..record("acc-x")
+        ..saml_record(record("acc-x"), &nid(value))
     };
     for (name, s) in stores(600).await {
         let alice = s.create(with("alice@example.com", "_s1")).await.unwrap();
         let bob = s.create(with("bob@example.com", "_s2")).await.unwrap();
         assert_eq!(
-            s.revoke_saml_session("c", "_s2", &nid("alice@example.com"))
+            s.revoke_principal_session("c", "_s2", &principal(&nid("alice@example.com")))
                 .await
                 .unwrap(),
             0,
@@ -225,7 +218,7 @@ async fn a_saml_session_ends_only_for_its_session_index_and_name_id_together() {
         );
         assert!(s.get(&bob).await.unwrap().is_some(), "{name}");
         assert_eq!(
-            s.revoke_saml_session("c", "_s1", &nid("alice@example.com"))
+            s.revoke_principal_session("c", "_s1", &principal(&nid("alice@example.com")))
                 .await
                 .unwrap(),
             1,
@@ -339,6 +332,21 @@ fn nid(value: &str) -> jitbridge::idp::saml::logout::NameId {
     }
 }
 
+/// A NameID as the SAML adapter hands it on: the key sessions are indexed by.
+fn principal(n: &jitbridge::idp::saml::logout::NameId) -> String {
+    jitbridge::idp::saml::slo::principal(n).key
+}
+
+/// `record` established with this NameID, as the login service stores a SAML login.
+fn saml_record(record: SessionRecord, n: &jitbridge::idp::saml::logout::NameId) -> SessionRecord {
+    let p = jitbridge::idp::saml::slo::principal(n);
+    SessionRecord {
+        idp_principal: Some(p.key),
+        idp_logout_ref: Some(p.logout_ref),
+        ..record
+    }
+}
+
 /// A LogoutRequest's NameID is an identifier with its qualifiers (SAML core 2.2.3): one that
 /// names another NameQualifier or SPNameQualifier (another IdP or SP namespace with the same
 /// value) ended the session; an absent qualifier matches only an absent one.
@@ -354,9 +362,8 @@ async fn a_logout_request_whose_name_id_qualifiers_differ_ends_nothing() {
     let session = qualified(Some("https://idp"), Some("https://sp"));
     for (name, s) in stores(600).await {
         let rec = SessionRecord {
-            name_id: Some(session.clone()),
             idp_session: Some("_s1".into()),
-            ..record("acc-q")
+            ..saml_record(record("acc-q"), &session)
         };
         let id = s.create(rec).await.unwrap();
         for other in [
@@ -366,19 +373,23 @@ async fn a_logout_request_whose_name_id_qualifiers_differ_ends_nothing() {
             qualified(Some("https://idp"), Some("")),
         ] {
             assert_eq!(
-                s.revoke_saml_session("c", "_s1", &other).await.unwrap(),
+                s.revoke_principal_session("c", "_s1", &principal(&other))
+                    .await
+                    .unwrap(),
                 0,
                 "{name}: {other:?}"
             );
             assert_eq!(
-                s.revoke_name_id("c", &other).await.unwrap(),
+                s.revoke_principal("c", &principal(&other)).await.unwrap(),
                 0,
                 "{name}: {other:?}"
             );
         }
         assert!(s.get(&id).await.unwrap().is_some(), "{name}");
         assert_eq!(
-            s.revoke_saml_session("c", "_s1", &session).await.unwrap(),
+            s.revoke_principal_session("c", "_s1", &principal(&session))
+                .await
+                .unwrap(),
             1,
             "{name}"
         );

@@ -281,8 +281,9 @@ impl OidcProvider {
             subject,
             claims,
             idp_session,
-            name_id: None,
+            idp_principal: None,
             session_ends_at: None,
+            single_use: None,
         })
     }
 

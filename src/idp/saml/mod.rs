@@ -9,8 +9,11 @@
 //! windows, issuer, audience, destination, recipient, InResponseTo, status). Around them:
 //! refusing DOCTYPEs and wrapping shapes before parsing ([`preflight`]), the signature policy
 //! of the connection, encrypted assertions ([`decrypt`]), redirect-binding signatures
-//! ([`redirect`]) and logout messages ([`logout`]).
-//! The replay cache lives in the session store, shared by replicas, and is kept by the caller.
+//! ([`redirect`]), logout messages ([`logout`]) and the checks of a received LogoutRequest
+//! ([`slo`]).
+//! A verified response becomes a protocol-neutral login ([`VerifiedResponse::into_login`])
+//! that carries its replay key; the replay cache lives in the session store, shared by
+//! replicas, and the login service records the key there.
 
 mod assertion;
 pub mod decrypt;
@@ -21,6 +24,7 @@ pub mod preflight;
 mod profile;
 pub mod redirect;
 mod response;
+pub mod slo;
 mod tree;
 mod validate;
 pub(crate) mod xmlsec_log;

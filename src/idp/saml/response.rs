@@ -7,6 +7,7 @@ use super::tree::{elements, is, ns};
 use super::validate::{self, Expect};
 use super::{IdpView, SamlError, preflight};
 use crate::config::{RequiredSignature, SamlConfig};
+use crate::idp::{NormalizedLogin, SingleUse};
 use crate::mapping::Claims;
 use openssl::pkey::{PKey, Private};
 
@@ -26,6 +27,34 @@ pub struct VerifiedResponse {
     pub valid_until: i64,
     /// Unix seconds: SessionNotOnOrAfter, which caps our session.
     pub session_not_on_or_after: Option<i64>,
+}
+
+impl VerifiedResponse {
+    /// The protocol-neutral login of connection `connection`: the NameID becomes the
+    /// session's [`crate::idp::IdpPrincipal`] ([`super::slo::principal`]), and the assertion
+    /// ID a single-use key kept until the assertion expires, so that the login service
+    /// refuses a second use on any replica.
+    pub fn into_login(self, connection: &str) -> NormalizedLogin {
+        let ttl = (self.valid_until - crate::session::unix_now()).clamp(60, 7 * 86_400) as u64;
+        NormalizedLogin {
+            connection: connection.to_string(),
+            subject: self.subject,
+            claims: self.claims,
+            idp_session: self.session_index,
+            idp_principal: self.name_id.as_ref().map(super::slo::principal),
+            session_ends_at: self.session_not_on_or_after,
+            single_use: Some(SingleUse {
+                key: assertion_replay_key(connection, &self.assertion_id),
+                ttl: std::time::Duration::from_secs(ttl),
+            }),
+        }
+    }
+}
+
+/// The replay key of an assertion: its ID within the connection. Its bytes are those of the
+/// first release (replicas of two releases share the replay cache during an upgrade).
+fn assertion_replay_key(connection: &str, assertion_id: &str) -> String {
+    format!("saml-assertion\u{0}{connection}\u{0}{assertion_id}")
 }
 
 pub(super) fn verify(
@@ -284,5 +313,30 @@ mod tests {
                 "{two}: {e}"
             );
         }
+    }
+
+    /// A replica of the previous release shares the replay cache: the key keeps its bytes.
+    #[test]
+    fn a_verified_response_becomes_a_login_with_the_first_release_replay_key() {
+        let n = super::super::logout::NameId {
+            value: "alice".into(),
+            ..Default::default()
+        };
+        let login = VerifiedResponse {
+            subject: "alice".into(),
+            claims: Claims::new(),
+            name_id: Some(n.clone()),
+            session_index: Some("s-1".into()),
+            assertion_id: "_a1".into(),
+            valid_until: crate::session::unix_now() + 300,
+            session_not_on_or_after: Some(7),
+        }
+        .into_login("c");
+        let once = login.single_use.unwrap();
+        assert_eq!(once.key, "saml-assertion\u{0}c\u{0}_a1");
+        assert!((299..=300).contains(&once.ttl.as_secs()), "{:?}", once.ttl);
+        assert_eq!(login.idp_principal, Some(super::super::slo::principal(&n)));
+        assert_eq!(login.idp_session.as_deref(), Some("s-1"));
+        assert_eq!(login.session_ends_at, Some(7));
     }
 }
