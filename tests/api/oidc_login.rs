@@ -373,7 +373,11 @@ async fn pages_keep_their_security_headers_after_forward_auth_left_the_middlewar
         .build()
         .unwrap();
     for path in ["/", "/no-such-page", "/login?connection=nope", "/logout"] {
-        let r = http.get(format!("{}{path}", app.base)).send().await.unwrap();
+        let r = http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
         let h = r.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
