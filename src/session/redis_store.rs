@@ -1,7 +1,8 @@
 //! Redis session store: shared by every replica, so a revocation reaches all of them at once.
 //!
 //! Layout under the configured prefix:
-//! - `s:<sha256(id)>`   the session record (JSON); its TTL is the idle timeout, renewed on use
+//! - `s:<sha256(id)>`   the session record (JSON, ending in `"v":<RECORD_VERSION>`); its TTL is
+//!   the idle timeout, renewed on use
 //! - `a:<account id>`  set of the account's session keys, for revoke-all
 //! - `o:<sha256(key)>`  replay markers (SET NX EX)
 //! - `i:<sha256(connection, sid)>` set of session keys of one IdP session (back-channel logout)
@@ -14,6 +15,29 @@ use super::{AccountState, SessionError, SessionRecord, Timeouts, unix_now};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
+
+/// The stored record's format. A release that changes what a field means, or drops one, bumps
+/// it; a record of a newer format than the reader's is no session for that reader (401, a new
+/// login), never misread and never an outage. Added fields need no bump (readers ignore them).
+/// Records written before versions existed (no `"v"`) are format 0, read as format 1.
+pub(super) const RECORD_VERSION: u32 = 1;
+
+/// A record as stored: its fields, then its format last (the get script reads the account id
+/// from the record's start).
+#[derive(serde::Serialize)]
+struct Stored<'a> {
+    #[serde(flatten)]
+    record: &'a SessionRecord,
+    v: u32,
+}
+
+/// The format a stored record states: the number in its trailing `,"v":N}`, 0 without one.
+fn record_version(raw: &str) -> Option<u32> {
+    match raw.strip_suffix('}').and_then(|r| r.rsplit_once(",\"v\":")) {
+        Some((_, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok(),
+        _ => Some(0),
+    }
+}
 
 /// See [`RedisStore::keep_account_keys`].
 const KEY_MARGIN: Duration = Duration::from_secs(300);
@@ -105,7 +129,11 @@ impl RedisStore {
         key: &str,
         record: &SessionRecord,
     ) -> Result<(), SessionError> {
-        let json = serde_json::to_string(record).expect("session record serializes");
+        let json = serde_json::to_string(&Stored {
+            record,
+            v: RECORD_VERSION,
+        })
+        .expect("session record serializes");
         let idle = self.timeouts.idle.as_secs().max(1);
         let absolute = self.timeouts.absolute.as_secs().max(1) as i64;
         let account_key = self.key("a", &record.account.id);
@@ -147,11 +175,25 @@ impl RedisStore {
         let Some((raw, id, epoch, state)) = found else {
             return Ok(None);
         };
-        let record: SessionRecord =
-            serde_json::from_str(&raw).map_err(|_| SessionError::Corrupt)?;
+        // A record this release cannot read is no session (a new login), not an outage: one
+        // bad record must not turn this browser's every request into a 503.
+        match record_version(&raw) {
+            Some(v) if v <= RECORD_VERSION => {}
+            newer => {
+                // A newer release's (rolling upgrade): left for it.
+                tracing::info!(format = ?newer, "session record of a newer format; treated as no session");
+                return Ok(None);
+            }
+        }
+        let Ok(record) = serde_json::from_str::<SessionRecord>(&raw) else {
+            tracing::warn!("unreadable session record; deleted, the browser logs in again");
+            self.delete(key).await?;
+            return Ok(None);
+        };
         if id != record.account.id {
             // The script read another account's epoch and snapshot: never serve that.
-            return Err(SessionError::Corrupt);
+            tracing::error!("session record names another account than its script read; refused");
+            return Ok(None);
         }
         let outdated = match epoch.as_str() {
             "" => false,

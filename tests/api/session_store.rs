@@ -591,3 +591,50 @@ async fn a_dropped_account_snapshot_is_gone_but_its_epoch_stays() {
         );
     }
 }
+
+/// A stored record this release could not decode (damaged, or written by a newer release
+/// during a rolling upgrade) answered `/auth/verify` with 503 at every request of that browser,
+/// as if the store were down. It is no session now: a newer format is left for the release
+/// that wrote it, a damaged record is deleted, and a record written before formats existed is
+/// still read.
+#[tokio::test]
+async fn an_unreadable_or_newer_session_record_is_no_session_not_an_outage() {
+    use redis::AsyncCommands;
+    let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
+    let s = SessionStore::redis(&redis_url(), &prefix, timeouts(600))
+        .await
+        .unwrap();
+    let mut c = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let id = s.create(record("a1")).await.unwrap();
+    let key = format!("{prefix}s:{}", id.store_key());
+    let raw: String = c.get(&key).await.unwrap();
+    assert!(raw.ends_with(r#","v":1}"#), "{raw}");
+    assert!(raw.starts_with(r#"{"account":{"id":"a1""#), "{raw}");
+
+    let _: () = c
+        .set(&key, raw.replace(r#","v":1}"#, r#","v":2}"#))
+        .await
+        .unwrap();
+    assert!(s.get(&id).await.unwrap().is_none(), "a newer format");
+    assert!(
+        c.exists::<_, bool>(&key).await.unwrap(),
+        "kept for its release"
+    );
+
+    let _: () = c.set(&key, raw.replace(r#","v":1}"#, "}")).await.unwrap();
+    assert!(
+        s.get(&id).await.unwrap().is_some(),
+        "a record without a format"
+    );
+
+    let _: () = c
+        .set(&key, r#"{"account":{"id":"a1","username":7}}"#)
+        .await
+        .unwrap();
+    assert!(s.get(&id).await.unwrap().is_none(), "a damaged record");
+    assert!(!c.exists::<_, bool>(&key).await.unwrap(), "deleted");
+}
