@@ -128,9 +128,12 @@ async fn acs_inner(
     relay_seen: &mut Option<String>,
 ) -> Result<(crate::session::SessionId, String), LoginError> {
     let p = provider(state, connection)?;
-    let _slot = p.verify_slot()?;
     let cfg = p.config();
     let form = read_form(payload, cfg.max_response_bytes / 3 * 4 + 16 * 1024).await?;
+    // A slot bounds the verifications running at once: taken once the body is in (a client
+    // that sends its body slowly must not hold one), before anything is marked used (a busy
+    // answer leaves the login retryable), and given back before provisioning.
+    let slot = p.verify_slot()?;
     let field = |name: &str| -> Result<Option<&str>, LoginError> {
         let mut it = form.iter().filter(|(k, _)| k == name);
         let first = it.next().map(|(_, v)| v.as_str());
@@ -185,6 +188,7 @@ async fn acs_inner(
         }
     };
     let verified = p.verify_response(saml_response, expected).await?;
+    drop(slot);
     // The login carries the assertion's replay key; the login service records it first.
     let login = verified.into_login(connection);
     let previous = super::session_id(req, &state.config.server.cookie.name);

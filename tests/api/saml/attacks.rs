@@ -390,6 +390,34 @@ async fn sha1_signatures_are_refused_by_default() {
     refused(&app, &b, &p, "saml_signature_invalid", "refused algorithm").await;
 }
 
+/// The verification slot was taken before the POST body was read, so a stranger who opened as
+/// many ACS requests as there are slots and sent their bodies slowly (or never) held them all:
+/// every real login got 503 for as long as the connections stayed open. A slot is taken once
+/// the body is in.
+#[tokio::test]
+async fn slow_acs_bodies_hold_no_verification_slot() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn(SamlOptions::default()).await;
+    let slots = app.state.saml[super::CONNECTION].verify_slots().clone();
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let path = format!("/saml/{}/acs", super::CONNECTION);
+    let mut slow = Vec::new();
+    for _ in 0..slots.available_permits() + 2 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200000\r\n\r\nSAMLResponse=PHNhbWxw"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        slow.push(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let b = Browser::new();
+    let p = app.login_until_post(&b, "alice", "/").await;
+    let r = app.post(&b, &p).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    drop(slow);
+}
+
 /// Verification is CPU work that any stranger can ask for: with every slot taken, the ACS
 /// answers 503 with Retry-After at once, touching neither the pending login nor the session
 /// store, and the same response goes through once a slot is free.
