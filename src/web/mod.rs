@@ -282,7 +282,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tokio::spawn(p.clone().refresh_keys_until_stopped());
     }
     let mut saml = BTreeMap::new();
-    let verify_slots = Arc::new(tokio::sync::Semaphore::new(
+    let verify_slots = Arc::new(crate::idp::saml::VerifySlots::new(
         config.server.max_saml_verifications,
     ));
     for c in config.connections.iter().filter(|c| c.saml().is_some()) {

@@ -133,7 +133,7 @@ async fn acs_inner(
     // A slot bounds the verifications running at once: taken once the body is in (a client
     // that sends its body slowly must not hold one), before anything is marked used (a busy
     // answer leaves the login retryable), and given back before provisioning.
-    let slot = p.verify_slot()?;
+    let slot = p.verify_slot().await?;
     let field = |name: &str| -> Result<Option<&str>, LoginError> {
         let mut it = form.iter().filter(|(k, _)| k == name);
         let first = it.next().map(|(_, v)| v.as_str());

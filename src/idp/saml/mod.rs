@@ -104,9 +104,46 @@ pub struct SamlProvider {
     http: reqwest::Client,
     /// Shared by every SAML connection of the process: verification is CPU work on the
     /// blocking pool, and a stranger can post as many responses as they like.
-    verify_slots: Arc<tokio::sync::Semaphore>,
+    verify_slots: Arc<VerifySlots>,
     idp: RwLock<Option<Arc<IdpView>>>,
     last_fetch: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long a response may wait for a verification slot before the ACS answers 503.
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
+
+/// The bound on SAML verifications running at once, shared by every SAML connection. A burst
+/// of real logins (more browsers than slots at 9 o'clock) waits up to [`SLOT_WAIT`]; at most
+/// four times as many responses as there are slots wait, so a flood neither queues without end
+/// nor delays anyone by more than that; the rest are refused at once as [`SamlError::Busy`]
+/// (503 with Retry-After; the pending login is left untouched, so the browser can retry).
+pub struct VerifySlots {
+    running: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<tokio::sync::Semaphore>,
+}
+
+impl VerifySlots {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            running: Arc::new(tokio::sync::Semaphore::new(slots)),
+            waiting: Arc::new(tokio::sync::Semaphore::new(slots.saturating_mul(4))),
+        }
+    }
+
+    pub async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SamlError> {
+        if let Ok(p) = self.running.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let _waiting = self
+            .waiting
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SamlError::Busy)?;
+        match tokio::time::timeout(SLOT_WAIT, self.running.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(SamlError::Busy),
+        }
+    }
 }
 
 /// A started login: where to send the browser and the request id to expect back.
@@ -119,7 +156,7 @@ impl SamlProvider {
     pub fn new(
         conn: &ConnectionConfig,
         http: reqwest::Client,
-        verify_slots: Arc<tokio::sync::Semaphore>,
+        verify_slots: Arc<VerifySlots>,
     ) -> anyhow::Result<Self> {
         let cfg = conn
             .saml()
@@ -257,19 +294,15 @@ impl SamlProvider {
         })
     }
 
-    /// One of the process's SAML verification slots, held for as long as the ACS works on a
-    /// response. Refused at once rather than queued: a queue would let a flood delay real
-    /// logins without bound, and the browser can retry (the pending login is left untouched).
-    pub fn verify_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SamlError> {
-        self.verify_slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| SamlError::Busy)
+    /// One of the process's SAML verification slots, held while the ACS verifies a response
+    /// (see [`VerifySlots::acquire`]).
+    pub async fn verify_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SamlError> {
+        self.verify_slots.acquire().await
     }
 
-    /// The semaphore behind [`Self::verify_slot`] (tests fill it).
+    /// The semaphore of running verifications behind [`Self::verify_slot`] (tests fill it).
     pub fn verify_slots(&self) -> &Arc<tokio::sync::Semaphore> {
-        &self.verify_slots
+        &self.verify_slots.running
     }
 
     /// Verifies a POSTed `SAMLResponse`. `expected_request` is the id of our outstanding
@@ -340,4 +373,41 @@ pub(crate) fn test_config(extra: &str) -> SamlConfig {
     let c = crate::config::Config::from_toml_and_env("t", &toml, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
     c.connections[0].saml().expect("a SAML connection").clone()
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    /// More browsers than slots wait their turn; a flood beyond the waiting room is refused
+    /// at once, and nobody waits longer than SLOT_WAIT.
+    #[tokio::test]
+    async fn a_burst_waits_for_a_slot_and_a_flood_is_refused_at_once() {
+        let slots = Arc::new(VerifySlots::new(1));
+        let first = slots.acquire().await.unwrap();
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let s = slots.clone();
+                tokio::spawn(async move { s.acquire().await.map(drop) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(
+            matches!(slots.acquire().await, Err(SamlError::Busy)),
+            "a fifth waiter is refused without waiting"
+        );
+        drop(first);
+        for w in waiters {
+            assert!(w.await.unwrap().is_ok(), "each waiter got the slot in turn");
+        }
+        let held = slots.acquire().await.unwrap();
+        let t0 = Instant::now();
+        assert!(matches!(slots.acquire().await, Err(SamlError::Busy)));
+        let waited = t0.elapsed();
+        assert!(
+            waited >= SLOT_WAIT && waited < SLOT_WAIT + Duration::from_millis(900),
+            "refused once SLOT_WAIT passed: {waited:?}"
+        );
+        drop(held);
+    }
 }
