@@ -26,7 +26,15 @@
 //! `E` (rsa-oaep-mgf1p/SHA-1, xmlenc11 rsa-oaep/SHA-256); bit 7 subject_attribute = "uid".
 //!
 //! Placeholders in `S`/`E`/`Q` bodies: `@NOW@`, `@LATER@` (now + 10 min), `@PAST@` (now - 1 h),
-//! `@ACS@`, `@SP@` (our entityID), `@IDP@` (the IdP entityID), `@SLO@` (our SLO URL).
+//! `@ACS@`, `@SP@` (our entityID), `@IDP@` (the IdP entityID), `@SLO@` (our SLO URL). In
+//! `S`/`E` bodies, `<!--enc-->XML<!--/enc-->` is replaced by an `xenc:EncryptedData` of XML to
+//! the SP certificate (before any signing), for encrypted decoys inside any wrapper element.
+//!
+//! Oracle: every response the ACS accepts, whatever the mode (`X`, `B`, `S`, `E`), plain or
+//! encrypted, is decoded again here and checked: its subject, assertion ID, session index and
+//! claims must come from one `saml:Assertion` that the IdP's signatures cover, as samael's
+//! verifier sees them, after decrypting (with the SP key) every `EncryptedAssertion` of the
+//! signed content and of the received document (see `check_accepted`).
 //!
 //! `JITBRIDGE_FUZZ_WRITE_SEEDS=DIR` makes the target write, for every `S*`/`E*` seed in DIR,
 //! the signed (and encrypted) document with far-future timestamps as `X`, `B` and plain XML
@@ -38,9 +46,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jitbridge::config::{Config, SamlConfig};
 use jitbridge::idp::saml::redirect::RedirectMessage;
-use jitbridge::idp::saml::{
-    IdpView, decrypt, logout, preflight, redirect, verify_response_with,
-};
+use jitbridge::idp::saml::{IdpView, decrypt, logout, preflight, redirect, verify_response_with};
 use libfuzzer_sys::fuzz_target;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::X509;
@@ -225,7 +231,11 @@ fn assertion_span(xml: &str) -> Option<(usize, usize)> {
     Some((s, e))
 }
 
-fn encrypt(assertion: &str, flags: u8) -> String {
+/// An `xenc:EncryptedData` of `plain` to the SP certificate, with the content cipher and key
+/// transport that `flags` name (bits 4-6). The content key and IVs are derived from the
+/// plaintext and the flags (not random), so that a template encrypts the same way each run;
+/// only the OAEP padding of the key transport is random.
+fn encrypted_data(plain: &str, flags: u8) -> String {
     use openssl::symm::Cipher;
     let (cipher, name, gcm) = match (flags >> 4) & 3 {
         0 => (Cipher::aes_128_cbc(), format!("{XENC}aes128-cbc"), false),
@@ -233,19 +243,23 @@ fn encrypt(assertion: &str, flags: u8) -> String {
         2 => (Cipher::aes_128_gcm(), format!("{XENC11}aes128-gcm"), true),
         _ => (Cipher::aes_256_gcm(), format!("{XENC11}aes256-gcm"), true),
     };
-    let mut key = vec![0; cipher.key_len()];
-    openssl::rand::rand_bytes(&mut key).unwrap();
-    let plain = assertion.as_bytes();
+    let derive = |label: &[u8], len: usize| -> Vec<u8> {
+        let mut h = openssl::sha::Sha512::new();
+        h.update(label);
+        h.update(&[flags]);
+        h.update(plain.as_bytes());
+        h.finish()[..len].to_vec()
+    };
+    let key = derive(b"key", cipher.key_len());
+    let plain = plain.as_bytes();
     let data = if gcm {
-        let mut iv = [0u8; 12];
-        openssl::rand::rand_bytes(&mut iv).unwrap();
+        let iv = derive(b"iv", 12);
         let mut tag = [0u8; 16];
         let ct =
             openssl::symm::encrypt_aead(cipher, &key, Some(&iv), &[], plain, &mut tag).unwrap();
         [iv.as_slice(), &ct, &tag].concat()
     } else {
-        let mut iv = [0u8; 16];
-        openssl::rand::rand_bytes(&mut iv).unwrap();
+        let iv = derive(b"iv", 16);
         let ct = openssl::symm::encrypt(cipher, &key, Some(&iv), plain).unwrap();
         [iv.as_slice(), &ct].concat()
     };
@@ -273,20 +287,47 @@ fn encrypt(assertion: &str, flags: u8) -> String {
         )
     };
     format!(
-        r#"<saml:EncryptedAssertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><xenc:EncryptedData xmlns:xenc="{XENC}" Type="{XENC}Element"><xenc:EncryptionMethod Algorithm="{name}"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><e:EncryptedKey xmlns:e="{XENC}">{method}<e:CipherData><e:CipherValue>{}</e:CipherValue></e:CipherData></e:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>"#,
+        r#"<xenc:EncryptedData xmlns:xenc="{XENC}" Type="{XENC}Element"><xenc:EncryptionMethod Algorithm="{name}"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><e:EncryptedKey xmlns:e="{XENC}">{method}<e:CipherData><e:CipherValue>{}</e:CipherValue></e:CipherData></e:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData>"#,
         STANDARD.encode(&wrapped),
         STANDARD.encode(&data)
     )
 }
 
-/// The `S`/`E` pipeline: fill placeholders, sign the assertion, optionally encrypt it, sign
-/// the response.
+fn encrypt(assertion: &str, flags: u8) -> String {
+    format!(
+        r#"<saml:EncryptedAssertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{}</saml:EncryptedAssertion>"#,
+        encrypted_data(assertion, flags)
+    )
+}
+
+const ENC_OPEN: &str = "<!--enc-->";
+const ENC_CLOSE: &str = "<!--/enc-->";
+
+/// Replaces every `<!--enc-->PLAIN<!--/enc-->` of a template by an `xenc:EncryptedData` of
+/// PLAIN (unsigned, encrypted to the SP like the genuine assertion), so that templates can
+/// place encrypted decoys anywhere, inside whatever wrapper element they write around it
+/// (`saml:EncryptedAssertion`, another namespace, no namespace). Markers are replaced before
+/// anything is signed: a decoy inside a signed element is the IdP's, one outside is not.
+fn encrypt_marked(mut xml: String, flags: u8) -> String {
+    while let Some(s) = xml.find(ENC_OPEN) {
+        let Some(len) = xml[s + ENC_OPEN.len()..].find(ENC_CLOSE) else {
+            break;
+        };
+        let inner = &xml[s + ENC_OPEN.len()..s + ENC_OPEN.len() + len];
+        let data = encrypted_data(inner, flags);
+        xml.replace_range(s..s + ENC_OPEN.len() + len + ENC_CLOSE.len(), &data);
+    }
+    xml
+}
+
+/// The `S`/`E` pipeline: fill placeholders, encrypt the `<!--enc-->` regions, sign the
+/// (first) assertion, optionally encrypt it, sign the response.
 fn prepare(body: &str, flags: u8, encrypted: bool, t: Times) -> Option<String> {
     if harness_refuses(body) {
         return None;
     }
     let v = variant(flags);
-    let mut xml = fill(body, v, t);
+    let mut xml = encrypt_marked(fill(body, v, t), flags);
     if let Some((s, e)) = assertion_span(&xml) {
         let a = &xml[s..e];
         let signed = if a.contains("Signature") {
@@ -314,18 +355,88 @@ fn prepare(body: &str, flags: u8, encrypted: bool, t: Times) -> Option<String> {
     Some(xml)
 }
 
-fn xml_unescape(s: &str) -> String {
-    quick_xml::escape::unescape(s)
-        .map(|c| c.into_owned())
-        .unwrap_or_else(|_| s.to_string())
+const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+
+/// What the ACS received: the posted value decoded here, on the oracle's side (whitespace
+/// dropped, standard base64, UTF-8), for every mode, so that no accepted response escapes the
+/// oracle whatever the form it was posted in.
+fn received(posted: &str) -> Option<String> {
+    let compact: Vec<u8> = posted
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    String::from_utf8(STANDARD.decode(compact).ok()?).ok()
+}
+
+/// The text of an element as the ACS reads values: its text descendants, trimmed.
+fn text_of(n: roxmltree::Node<'_, '_>) -> String {
+    n.descendants()
+        .filter(|d| d.is_text())
+        .filter_map(|d| d.text())
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Every value the assertion `a` holds: the text of each element below it (also as the
+/// `NameQualifier!SPNameQualifier!value` form of a NameID), and each XML attribute value.
+fn values_of(a: roxmltree::Node<'_, '_>) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    for d in a.descendants().filter(|d| d.is_element()) {
+        let t = text_of(d);
+        if d.tag_name().name() == "NameID" {
+            out.insert(format!(
+                "{}!{}!{}",
+                d.attribute("NameQualifier").unwrap_or_default(),
+                d.attribute("SPNameQualifier").unwrap_or_default(),
+                t
+            ));
+        }
+        out.insert(t);
+        for at in d.attributes() {
+            out.insert(at.value().to_string());
+        }
+    }
+    out
+}
+
+/// True when the trusted content `doc` holds a `saml:Assertion` with the accepted ID (at any
+/// depth) that also holds the accepted subject, session index and every claim value: all of
+/// them must come from one assertion that the IdP's signatures cover.
+fn from_one_trusted_assertion(doc: &str, ok: &jitbridge::idp::saml::VerifiedResponse) -> bool {
+    let Ok(tree) = roxmltree::Document::parse(doc) else {
+        return false;
+    };
+    tree.descendants()
+        .filter(|n| {
+            n.is_element()
+                && n.tag_name().namespace() == Some(SAML_NS)
+                && n.tag_name().name() == "Assertion"
+                && n.attribute("ID") == Some(ok.assertion_id.as_str())
+        })
+        .any(|a| {
+            let values = values_of(a);
+            let claim_values = ok.claims.values().flat_map(|c| match c {
+                serde_json::Value::Array(v) => v.clone(),
+                other => vec![other.clone()],
+            });
+            values.contains(ok.subject.as_str())
+                && ok.session_index.iter().all(|s| values.contains(s))
+                && claim_values
+                    .into_iter()
+                    .all(|c| c.as_str().is_some_and(|c| values.contains(c)))
+        })
 }
 
 /// Oracle for signature wrapping and decoys: whatever the ACS accepted must lie inside content
-/// the IdP's signatures cover. For a plain document, that is the signed content itself. For
-/// an encrypted one, the oracle decrypts every element named `EncryptedAssertion` (any
-/// namespace, anywhere: generous on purpose) and trusts a plaintext only when it lies inside the
-/// verified Response or its own signature verifies; the accepted subject and assertion id must
-/// be inside one such trusted plaintext. No document is skipped.
+/// the IdP's signatures cover, checked with samael's verifier (not the ACS's own).
+///
+/// Trusted content is: what the document's signatures cover (pre-digest bytes); the plaintext
+/// of every element named `EncryptedAssertion` (any namespace, any depth) inside that content;
+/// and the signed content of the plaintext of every such element anywhere in the received
+/// document, when the plaintext's own signature verifies. Encrypted documents are decrypted
+/// here with the SP key; the accepted subject, assertion ID, session index and claims must all
+/// come from one `saml:Assertion` of trusted content. No accepted document is skipped.
 fn check_accepted(
     xml: &str,
     v: &Variant,
@@ -345,11 +456,7 @@ fn check_accepted(
             ReduceMode::PreDigest,
             Some(&v.cfg.signature_algorithms),
         )
-    };
-    let holds = |content: &str| {
-        let plain = xml_unescape(content);
-        let has = |s: &str| plain.contains(s) || content.contains(s);
-        has(ok.subject.as_str()) && has(ok.assertion_id.as_str())
+        .ok()
     };
     let decrypted = |doc: &str| -> Vec<String> {
         let Ok(tree) = roxmltree::Document::parse(doc) else {
@@ -360,43 +467,46 @@ fn check_accepted(
             .filter_map(|n| decrypt::decrypt_assertion(n, sp_key, true).ok())
             .collect()
     };
-    let outer = reduce(xml).ok();
-    // A plain assertion: the signed content itself holds what was accepted (whatever else the
-    // text mentions).
-    if outer.as_deref().is_some_and(holds) {
-        return;
-    }
     let mut trusted: Vec<String> = Vec::new();
-    if let Some(signed) = &outer {
-        trusted.extend(decrypted(signed));
+    if let Some(signed) = reduce(xml) {
+        trusted.extend(decrypted(&signed));
+        trusted.push(signed);
     }
-    for plain in decrypted(xml) {
-        if let Ok(r) = reduce(&plain) {
-            trusted.push(r);
-        }
-    }
+    trusted.extend(decrypted(xml).iter().filter_map(|p| reduce(p)));
     assert!(
-        trusted.iter().any(|t| holds(t)),
-        "accepted subject {:?} / assertion {:?} from an encrypted assertion no signature covers",
+        trusted.iter().any(|t| from_one_trusted_assertion(t, ok)),
+        "accepted subject {:?} / assertion {:?} (claims {:?}) do not come from one assertion the IdP's signatures cover ({} trusted contents)",
         ok.subject,
-        ok.assertion_id
+        ok.assertion_id,
+        ok.claims,
+        trusted.len()
     );
 }
 
-fn acs(xml_or_b64: &str, is_b64: bool, flags: u8, oracle_xml: Option<&str>) {
+/// `JITBRIDGE_FUZZ_VERBOSE=1`: print the ACS's answer to each input (to check seeds).
+fn verbose() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| std::env::var_os("JITBRIDGE_FUZZ_VERBOSE").is_some())
+}
+
+/// Posts to the ACS (`posted` is the form value) and runs the oracle on every accepted
+/// response.
+fn acs(posted: &str, flags: u8) {
     let env = env();
     let v = variant(flags);
     let expected = (flags & 4 == 0).then_some(REQUEST_ID);
     let key = (flags & 8 == 0).then_some(&env.sp_key);
-    let posted = if is_b64 {
-        xml_or_b64.to_string()
-    } else {
-        STANDARD.encode(xml_or_b64)
-    };
-    let r = verify_response_with(&v.cfg, &v.idp, key, &posted, expected);
-    if let (Ok(ok), Some(xml)) = (&r, oracle_xml) {
+    let r = verify_response_with(&v.cfg, &v.idp, key, posted, expected);
+    if verbose() {
+        match &r {
+            Ok(ok) => eprintln!("ACS: accepted (subject {:?})", ok.subject),
+            Err(e) => eprintln!("ACS: refused: {e}"),
+        }
+    }
+    if let Ok(ok) = &r {
         assert!(!ok.subject.trim().is_empty() && ok.subject.len() <= 512);
-        check_accepted(xml, v, &env.sp_key, ok);
+        let xml = received(posted).expect("an accepted response is base64 of UTF-8");
+        check_accepted(&xml, v, &env.sp_key, ok);
     }
 }
 
@@ -438,14 +548,12 @@ fn run(data: &[u8]) {
     match mode {
         b'X' => {
             // Raw bytes, not the lossy text: non-UTF-8 must reach decode_post too.
-            let b64 = STANDARD.encode(body);
-            let xml = std::str::from_utf8(body).ok();
-            acs(&b64, true, flags, xml);
+            acs(&STANDARD.encode(body), flags);
         }
-        b'B' => acs(&text, true, flags, None),
+        b'B' => acs(&text, flags),
         b'S' | b'E' => {
             if let Some(xml) = prepare(&text, flags, mode == b'E', t) {
-                acs(&xml, false, flags, Some(&xml));
+                acs(&STANDARD.encode(&xml), flags);
             }
         }
         b'P' => {
@@ -532,6 +640,9 @@ fn write_seeds(dir: &str) {
             &STANDARD.encode(&xml),
             (flags & 4 == 0).then_some(REQUEST_ID),
         );
+        if let Ok(ok) = &r {
+            check_accepted(&xml, v, &env().sp_key, ok);
+        }
         eprintln!(
             "{n}: {}",
             match r {

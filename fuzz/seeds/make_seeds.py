@@ -30,7 +30,7 @@ ALGS = {
 }
 
 
-def sig_template(ref, alg="sha256", digest="", value=""):
+def sig_template(ref, alg="sha256", digest="", value="", tail=""):
     sm, dm = ALGS[alg]
     return (
         f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo>'
@@ -41,7 +41,7 @@ def sig_template(ref, alg="sha256", digest="", value=""):
         '<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
         f'</ds:Transforms><ds:DigestMethod Algorithm="{dm}"/>'
         f"<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
-        f"<ds:SignatureValue>{value}</ds:SignatureValue></ds:Signature>"
+        f"<ds:SignatureValue>{value}</ds:SignatureValue>{tail}</ds:Signature>"
     )
 
 
@@ -53,8 +53,10 @@ def assertion(
     fmt=PERSISTENT,
     irt=' InResponseTo="_req1"',
     extra_attrs="",
+    sig_tail="",
+    advice="",
 ):
-    sig = sig_template(aid, alg) if signed else ""
+    sig = sig_template(aid, alg, tail=sig_tail) if signed else ""
     return (
         f'<saml:Assertion xmlns:saml="{SAML}" ID="{aid}" Version="2.0" IssueInstant="@NOW@">'
         f"<saml:Issuer>@IDP@</saml:Issuer>{sig}"
@@ -64,6 +66,7 @@ def assertion(
         "</saml:SubjectConfirmation></saml:Subject>"
         '<saml:Conditions NotBefore="@PAST@" NotOnOrAfter="@LATER@"><saml:AudienceRestriction>'
         "<saml:Audience>@SP@</saml:Audience></saml:AudienceRestriction></saml:Conditions>"
+        f"{advice}"
         '<saml:AuthnStatement AuthnInstant="@NOW@" SessionIndex="_s1" SessionNotOnOrAfter="@LATER@">'
         "<saml:AuthnContext><saml:AuthnContextClassRef>"
         "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
@@ -88,13 +91,15 @@ def response(
     irt=' InResponseTo="_req1"',
     status=f'<samlp:StatusCode Value="{SUCCESS}"/>',
     sig=None,
+    ext="",
+    sig_tail="",
 ):
     if sig is None:
-        sig = sig_template("_resp1", alg) if signed else ""
+        sig = sig_template("_resp1", alg, tail=sig_tail) if signed else ""
     return (
         f'<samlp:Response xmlns:samlp="{SAMLP}" xmlns:saml="{SAML}" ID="_resp1" Version="2.0" '
         f'IssueInstant="@NOW@" Destination="@ACS@"{irt}>'
-        f"<saml:Issuer>@IDP@</saml:Issuer>{sig}"
+        f"<saml:Issuer>@IDP@</saml:Issuer>{sig}{ext}"
         f"<samlp:Status>{status}</samlp:Status>{body}</samlp:Response>"
     )
 
@@ -195,10 +200,62 @@ def main():
     )
     # E: the assertion is encrypted to the SP certificate at run time.
     write("E-inner-signed-aes128cbc", "E", 0x00, response(assertion(), signed=False))
+    write("E-inner-signed-aes128gcm", "E", 0x20, response(assertion(), signed=False))
     write("E-response-signed-aes128gcm-oaep11", "E", 0x60, response(assertion(signed=False)))
     write("E-both-signed-aes256cbc-oaep11", "E", 0x53, response(assertion()))
     write("E-both-signed-aes256gcm", "E", 0x30, response(assertion()))
     write("E-no-sp-key", "E", 0x08, response(assertion()))
+
+    # Encrypted decoys: `<!--enc-->...<!--/enc-->` is encrypted to the SP by the target before
+    # anything is signed (fuzz_targets/acs.rs). The decoy is an unsigned assertion for mallory
+    # in a wrapper of the SAML namespace, another namespace or none, placed where no signature
+    # covers it (Extensions of an unsigned Response, KeyInfo and Object of the assertion's
+    # signature, which the enveloped transform removes) or beside the genuine one; the Advice
+    # and Response-signed shapes are inside signed content. Flags 0x20: AES-128-GCM (AES-CBC
+    # needs a Response signature).
+    decoy = assertion(aid="_evil", signed=False, name_id="mallory@example.com")
+
+    def sealed(open_tag="<saml:EncryptedAssertion>", close_tag="</saml:EncryptedAssertion>"):
+        return f"{open_tag}<!--enc-->{decoy}<!--/enc-->{close_tag}"
+
+    foreign = sealed('<x:EncryptedAssertion xmlns:x="urn:example:decoy">', "</x:EncryptedAssertion>")
+    no_ns = sealed('<EncryptedAssertion xmlns="">', "</EncryptedAssertion>")
+    ext = lambda inner: f"<samlp:Extensions>{inner}</samlp:Extensions>"
+    write("E-decoy-extensions", "E", 0x20, response(assertion(), signed=False, ext=ext(sealed())))
+    write("E-decoy-foreign-ns", "E", 0x20, response(assertion() + foreign, signed=False))
+    write("E-decoy-no-ns", "E", 0x20, response(no_ns + assertion(), signed=False))
+    write(
+        "E-decoy-keyinfo",
+        "E",
+        0x20,
+        response(assertion(sig_tail=f"<ds:KeyInfo>{sealed()}</ds:KeyInfo>"), signed=False),
+    )
+    write(
+        "E-decoy-object",
+        "E",
+        0x20,
+        response(assertion(sig_tail=f"<ds:Object>{foreign}</ds:Object>"), signed=False),
+    )
+    write(
+        "E-decoy-advice",
+        "E",
+        0x20,
+        response(assertion(advice=f"<saml:Advice>{sealed()}</saml:Advice>"), signed=False),
+    )
+    write("E-two-encrypted", "E", 0x20, response(sealed() + assertion(), signed=False))
+    write(
+        "E-decoy-response-signed",
+        "E",
+        0x61,
+        response(assertion(signed=False), ext=ext(sealed())),
+    )
+    write("S-decoy-encrypted-extensions", "S", 0x02, response(assertion(), signed=False, ext=ext(no_ns)))
+    write(
+        "S-decoy-response-keyinfo",
+        "S",
+        0x01,
+        response(assertion(signed=False), sig_tail=f"<ds:KeyInfo>{sealed()}</ds:KeyInfo>"),
+    )
 
     # X: raw documents (unsigned, or garbage-signed), also as plain XML files.
     plain = concrete(response(assertion(signed=False), signed=False))
