@@ -428,15 +428,27 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// The session id in the request's cookie, if it is well-formed.
+/// The session id in the request's cookie, if it is well-formed and the only one of its name.
+///
+/// The bridge sets one session cookie, with `Path=/`. A second one of that name was set by
+/// someone else: with `server.cookie_domain`, any sibling host can set a domain cookie, and a
+/// longer `Path` makes browsers send it first, so reading the first would let that host choose
+/// whose session a person browses in (cookie tossing). Two of them are no session.
 pub fn session_id(req: &HttpRequest, cookie_name: &str) -> Option<SessionId> {
-    // What `HttpRequest::cookie` does (first cookie of that name, percent-decoded), without
-    // building and storing the whole jar: this runs on every `/auth/verify`.
-    req.headers()
+    // Parsed without building and storing the whole jar: this runs on every `/auth/verify`.
+    let mut found = req
+        .headers()
         .get_all(actix_web::http::header::COOKIE)
         .filter_map(|h| std::str::from_utf8(h.as_bytes()).ok())
         .flat_map(|s| s.split(';').map(str::trim).filter(|c| !c.is_empty()))
         .filter_map(|c| actix_web::cookie::Cookie::parse_encoded(c).ok())
-        .find(|c| c.name() == cookie_name)
-        .and_then(|c| SessionId::parse(c.value()))
+        .filter(|c| c.name() == cookie_name);
+    let first = found.next()?;
+    if found.next().is_some() {
+        tracing::warn!(
+            "two session cookies of the bridge's name: treated as no session (another host may have set one)"
+        );
+        return None;
+    }
+    SessionId::parse(first.value())
 }

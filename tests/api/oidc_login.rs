@@ -398,3 +398,38 @@ async fn pages_keep_their_security_headers_after_forward_auth_left_the_middlewar
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(r.headers()["cache-control"], "no-store");
 }
+
+/// `/auth/verify` read the first session cookie of the bridge's name. With
+/// `server.cookie_domain` any sibling host can set a domain cookie of that name, and a longer
+/// Path puts it first: that host chose whose session the person browsed in (cookie tossing).
+/// Two session cookies are no session.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_session_cookies_of_the_name_are_no_session() {
+    let app = spawn_app().await;
+    let (alice, mallory) = (Browser::new(), Browser::new());
+    let cookie_of = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|v| v.starts_with("jitbridge=") && !v.starts_with("jitbridge=;"))
+            .map(|v| v.split(';').next().unwrap().to_string())
+            .expect("a session cookie")
+    };
+    let a = cookie_of(&app.login(&alice, "alice").await);
+    let m = cookie_of(&app.login(&mallory, "bob").await);
+    let verify = |cookie: String| {
+        let url = format!("{}/auth/verify", app.base);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(verify(a.clone()).await.status(), 200);
+    assert_eq!(verify(format!("{m}; {a}")).await.status(), 401, "tossed first");
+    assert_eq!(verify(format!("{a}; {m}")).await.status(), 401);
+}

@@ -177,8 +177,13 @@ impl OidcProvider {
             Err(e) if is_unknown_key(&e) && self.may_refetch_keys() => {
                 tracing::info!(connection = %self.name, "token signed by an unknown key; refetching the JWKS");
                 let generation = self.next_generation();
-                let (keys, _) = self.fetch_keys(&d.metadata).await.map_err(&unavailable)?;
-                let fresh = self.install(self.build(d.metadata.clone(), keys, generation));
+                // The metadata installed now, not the request's: a discovery that finished
+                // meanwhile must not be undone by this refetch.
+                let metadata = self
+                    .cached()
+                    .map_or_else(|| d.metadata.clone(), |c| c.metadata.clone());
+                let (keys, _) = self.fetch_keys(&metadata).await.map_err(&unavailable)?;
+                let fresh = self.install(self.build(metadata, keys, generation));
                 let t = check(&fresh)?;
                 Ok((fresh, t))
             }

@@ -157,11 +157,15 @@ impl OidcProvider {
         Ok(d)
     }
 
-    /// The client for `metadata`. It never verifies a token itself (its key set stays empty):
-    /// ID tokens and logout tokens are verified by [`jwt`] against `keys`.
+    /// The client for `metadata`. ID tokens and logout tokens are verified by [`jwt`] against
+    /// `keys`; the client gets the same set, converted, for the one thing it still verifies
+    /// itself: a UserInfo answer the provider signs (`application/jwt`).
     fn build(&self, metadata: Metadata, keys: JwkSet, generation: u64) -> Discovered {
+        let for_userinfo = serde_json::to_value(&keys)
+            .and_then(serde_json::from_value::<openidconnect::core::CoreJsonWebKeySet>)
+            .unwrap_or_else(|_| openidconnect::core::CoreJsonWebKeySet::new(Vec::new()));
         let mut client = Client::from_provider_metadata(
-            metadata.clone(),
+            metadata.clone().set_jwks(for_userinfo),
             ClientId::new(self.cfg.client_id.clone()),
             self.cfg
                 .client_secret
