@@ -90,9 +90,13 @@ pub(super) fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse,
     }
     let session = a.authn_statements.first();
     let session_index = session.and_then(|s| s.session_index.clone());
-    let session_not_on_or_after = session
-        .and_then(|s| s.session_not_on_or_after)
-        .map(|t| t.timestamp());
+    // The IdP's earliest end over every AuthnStatement caps our session (not the first's).
+    let session_not_on_or_after = a
+        .authn_statements
+        .iter()
+        .filter_map(|s| s.session_not_on_or_after)
+        .map(|t| t.timestamp())
+        .min();
     let conditions_end = a.conditions.as_ref().and_then(|c| c.not_on_or_after);
     let confirmation_end = a
         .subject
