@@ -430,6 +430,10 @@ async fn two_session_cookies_of_the_name_are_no_session() {
         }
     };
     assert_eq!(verify(a.clone()).await.status(), 200);
-    assert_eq!(verify(format!("{m}; {a}")).await.status(), 401, "tossed first");
+    assert_eq!(
+        verify(format!("{m}; {a}")).await.status(),
+        401,
+        "tossed first"
+    );
     assert_eq!(verify(format!("{a}; {m}")).await.status(), 401);
 }
