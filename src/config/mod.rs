@@ -105,6 +105,8 @@ pub struct SessionsConfig {
     pub login_timeout: Duration,
     /// How far back the revocation-log follower re-reads (see `session::revocations`).
     pub revocation_window: Duration,
+    /// How many Redis sessions (and accounts) a server keeps in its near cache; 0 for none.
+    pub near_cache_entries: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ pub(super) struct RawSessions {
     absolute_timeout: Option<String>,
     login_timeout: Option<String>,
     revocation_window: Option<String>,
+    near_cache_entries: Option<usize>,
 }
 
 pub(super) fn validate(c: &mut Collector, raw: RawSessions) -> SessionsConfig {
@@ -90,5 +91,10 @@ pub(super) fn validate(c: &mut Collector, raw: RawSessions) -> SessionsConfig {
         absolute_timeout,
         login_timeout,
         revocation_window,
+        near_cache_entries: raw.near_cache_entries.unwrap_or(DEFAULT_NEAR_CACHE_ENTRIES),
     }
 }
+
+/// Enough for the sessions active on one server at once in most organisations; each entry is
+/// one session record (about a kilobyte with a few dozen roles).
+const DEFAULT_NEAR_CACHE_ENTRIES: usize = 50_000;

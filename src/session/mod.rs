@@ -9,12 +9,14 @@
 //! another through the shared key.
 
 mod memory;
+mod near_cache;
 mod redis_store;
 pub mod revocations;
 pub mod sealed;
 pub mod snapshot;
 
 pub use memory::MemoryStore;
+pub use near_cache::NearCacheStats;
 pub use redis_store::RedisStore;
 pub use sealed::{PendingLogin, PendingProtocol};
 pub use snapshot::AccountState;
@@ -202,6 +204,24 @@ impl SessionStore {
 
     pub fn timeouts(&self) -> Timeouts {
         dispatch!(self, s => s.timeouts())
+    }
+
+    /// For a server: keeps up to `entries` of the Redis sessions it serves in memory, kept
+    /// current by Redis (see [`RedisStore::with_near_cache`]). The in-process store is one
+    /// already.
+    pub fn with_near_cache(self, entries: usize) -> Self {
+        match self {
+            Self::Redis(s) => Self::Redis(s.with_near_cache(entries)),
+            memory => memory,
+        }
+    }
+
+    /// What the near cache did so far; `None` without one.
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        match self {
+            Self::Redis(s) => s.near_cache_stats(),
+            Self::Memory(_) => None,
+        }
     }
 
     /// Stores a new session and returns its id (for the cookie).

@@ -11,9 +11,11 @@
 //! - `k:<account id>`  the account's snapshot, `<revision> <json>` (see `session::snapshot`),
 //!   kept for the absolute timeout; replaced only by a snapshot of a revision at least as high
 
+use super::near_cache::{Found, Lookup, NearCache};
 use super::{AccountState, SessionError, SessionRecord, Timeouts, unix_now};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// The stored record's format. A release that changes what a field means, or drops one, bumps
@@ -45,8 +47,29 @@ const KEY_MARGIN: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    info: std::sync::Arc<redis::ConnectionInfo>,
     prefix: String,
     timeouts: Timeouts,
+    /// Sessions this server served, kept current by Redis (see `session::near_cache`).
+    near: Option<NearCache>,
+}
+
+/// What a stored record is to this release.
+enum Parsed {
+    Record(Box<SessionRecord>),
+    /// Of a newer format (a newer release wrote it during a rolling upgrade).
+    Newer(Option<u32>),
+    Unreadable,
+}
+
+fn parse_record(raw: &str) -> Parsed {
+    match record_version(raw) {
+        Some(v) if v <= RECORD_VERSION => match serde_json::from_str::<SessionRecord>(raw) {
+            Ok(record) => Parsed::Record(Box::new(record)),
+            Err(_) => Parsed::Unreadable,
+        },
+        newer => Parsed::Newer(newer),
+    }
 }
 
 fn unavailable(e: redis::RedisError) -> SessionError {
@@ -64,13 +87,15 @@ impl RedisStore {
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
         let store = Self {
             conn,
+            info: std::sync::Arc::new(client.get_connection_info().clone()),
             prefix: prefix.to_string(),
             timeouts,
+            near: None,
         };
         store.ping().await?;
         store.refuse_eviction().await?;
@@ -111,6 +136,23 @@ impl RedisStore {
 
     pub(super) fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// Keeps up to `entries` sessions (and as many accounts) of those this server serves in
+    /// memory, current through Redis' invalidation messages (see `session::near_cache`); 0
+    /// turns it off. Needs a Tokio runtime; for servers, not for one-shot commands.
+    pub fn with_near_cache(mut self, entries: usize) -> Self {
+        self.near = NonZeroUsize::new(entries)
+            .map(|n| NearCache::start((*self.info).clone(), &self.prefix, self.timeouts, n));
+        self
+    }
+
+    /// After a write of this server that ends sessions or changes an account: its next
+    /// requests must see it, whatever the near cache held.
+    async fn settle(&self) {
+        if let Some(near) = &self.near {
+            near.barrier().await;
+        }
     }
 
     /// How long an account's epoch and snapshot are kept: longer than any session of the
@@ -161,6 +203,39 @@ impl RedisStore {
         key: &str,
         now: i64,
     ) -> Result<Option<(SessionRecord, Option<std::sync::Arc<AccountState>>)>, SessionError> {
+        let found = match &self.near {
+            Some(near) => {
+                let parse = |raw: &str| match parse_record(raw) {
+                    Parsed::Record(r) => Some(*r),
+                    _ => None,
+                };
+                match near.get(key, parse).await.map_err(unavailable)? {
+                    Lookup::Found(found) => Some(*found),
+                    Lookup::Gone => return Ok(None),
+                    Lookup::Raw(raw) => self.judge_unusable(key, &raw).await?,
+                    Lookup::Unusable => self.read(key).await?,
+                }
+            }
+            None => self.read(key).await?,
+        };
+        let Some(Found {
+            record,
+            epoch,
+            state,
+        }) = found
+        else {
+            return Ok(None);
+        };
+        let outdated = epoch.is_some_and(|e| e > record.account.version);
+        if outdated || now >= record.expires_at {
+            self.delete(key).await?;
+            return Ok(None);
+        }
+        Ok(Some((record, state)))
+    }
+
+    /// Reads the record with its account's epoch and snapshot from Redis, in one round trip.
+    async fn read(&self, key: &str) -> Result<Option<Found>, SessionError> {
         let mut conn = self.conn.clone();
         // One round trip: the record, its account's epoch and snapshot, read together (a
         // script runs atomically). The script only finds the account id; the checks are here.
@@ -175,61 +250,89 @@ impl RedisStore {
         let Some((raw, id, epoch, state)) = found else {
             return Ok(None);
         };
-        // A record this release cannot read is no session (a new login), not an outage: one
-        // bad record must not turn this browser's every request into a 503.
-        match record_version(&raw) {
-            Some(v) if v <= RECORD_VERSION => {}
-            newer => {
-                // A newer release's (rolling upgrade): left for it.
-                tracing::info!(format = ?newer, "session record of a newer format; treated as no session");
-                return Ok(None);
-            }
-        }
-        let Ok(record) = serde_json::from_str::<SessionRecord>(&raw) else {
-            tracing::warn!("unreadable session record; deleted, the browser logs in again");
-            self.delete(key).await?;
-            return Ok(None);
+        let record = match parse_record(&raw) {
+            Parsed::Record(record) => *record,
+            _ => return self.judge_unusable(key, &raw).await,
         };
         if id != record.account.id {
             // The script read another account's epoch and snapshot: never serve that.
             tracing::error!("session record names another account than its script read; refused");
             return Ok(None);
         }
-        let outdated = match epoch.as_str() {
-            "" => false,
-            e => e.parse::<i64>().map_err(|_| SessionError::Corrupt)? > record.account.version,
+        let epoch = match epoch.as_str() {
+            "" => None,
+            e => Some(e.parse::<i64>().map_err(|_| SessionError::Corrupt)?),
         };
-        if outdated || now >= record.expires_at {
-            self.delete(key).await?;
-            return Ok(None);
-        }
-        Ok(Some((
+        Ok(Some(Found {
             record,
-            AccountState::decode(&state).map(std::sync::Arc::new),
-        )))
+            epoch,
+            state: AccountState::decode(&state).map(std::sync::Arc::new),
+        }))
+    }
+
+    /// A record this release cannot read is no session (a new login), not an outage: one bad
+    /// record must not turn this browser's every request into a 503.
+    async fn judge_unusable(&self, key: &str, raw: &str) -> Result<Option<Found>, SessionError> {
+        match parse_record(raw) {
+            Parsed::Record(_) => {}
+            Parsed::Newer(format) => {
+                // A newer release's (rolling upgrade): left for it.
+                tracing::info!(
+                    ?format,
+                    "session record of a newer format; treated as no session"
+                );
+            }
+            Parsed::Unreadable => {
+                tracing::warn!("unreadable session record; deleted, the browser logs in again");
+                self.delete(key).await?;
+            }
+        }
+        Ok(None)
     }
 
     pub(super) async fn put_account(&self, state: &AccountState) -> Result<bool, SessionError> {
         let mut conn = self.conn.clone();
-        let stored: i64 = put_account_script()
+        let stored: Result<i64, _> = put_account_script()
             .key(self.key("k", &state.id))
             .arg(state.revision)
             .arg(state.encode())
             .arg(self.keep_account_keys())
             .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(stored == 1)
+            .await;
+        self.account_changed(&state.id).await;
+        Ok(stored.map_err(unavailable)? == 1)
     }
 
     pub(super) async fn drop_account(&self, account_id: &str) -> Result<(), SessionError> {
         let mut conn = self.conn.clone();
-        conn.del(self.key("k", account_id))
-            .await
-            .map_err(unavailable)
+        let dropped: Result<(), _> = conn.del(self.key("k", account_id)).await;
+        self.account_changed(account_id).await;
+        dropped.map_err(unavailable)
+    }
+
+    /// What the near cache did so far; `None` without one.
+    pub fn near_cache_stats(&self) -> Option<super::NearCacheStats> {
+        self.near.as_ref().map(NearCache::stats)
+    }
+
+    /// After this server changed the account's epoch or snapshot (or tried to).
+    async fn account_changed(&self, account_id: &str) {
+        if let Some(near) = &self.near {
+            near.evict_account(account_id);
+        }
+        self.settle().await;
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), SessionError> {
+        let ended = self.delete_record(key).await;
+        if let Some(near) = &self.near {
+            near.evict_session(key);
+        }
+        self.settle().await;
+        ended
+    }
+
+    async fn delete_record(&self, key: &str) -> Result<(), SessionError> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = redis::cmd("GETDEL")
             .arg(self.key("s", key))
@@ -256,7 +359,7 @@ impl RedisStore {
         epoch: Option<i64>,
     ) -> Result<usize, SessionError> {
         let mut conn = self.conn.clone();
-        let n: usize = revoke_script()
+        let n: Result<usize, _> = revoke_script()
             .key(self.key("a", account_id))
             .arg(self.key("s", ""))
             .arg("")
@@ -264,16 +367,16 @@ impl RedisStore {
             .arg(epoch.map_or(String::new(), |e| e.to_string()))
             .arg(self.keep_account_keys())
             .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(n)
+            .await;
+        self.account_changed(account_id).await;
+        n.map_err(unavailable)
     }
 
     /// Like [`Self::revoke_account`] for the index of one IdP session: atomic, and each ended
     /// session also leaves its account's index.
     pub(super) async fn revoke_idp_session(&self, idp_key: &str) -> Result<usize, SessionError> {
         let mut conn = self.conn.clone();
-        let n: usize = revoke_script()
+        let n: Result<usize, _> = revoke_script()
             .key(self.key("i", idp_key))
             .arg(self.key("s", ""))
             .arg(self.key("a", ""))
@@ -281,9 +384,10 @@ impl RedisStore {
             .arg("")
             .arg("1")
             .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(n)
+            .await;
+        // The ended sessions are known only to Redis: its invalidations evict them here.
+        self.settle().await;
+        n.map_err(unavailable)
     }
 
     pub(super) async fn first_use(&self, key: &str, ttl: Duration) -> Result<bool, SessionError> {

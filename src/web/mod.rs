@@ -218,6 +218,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             SessionStore::redis(url.expose(), &config.sessions.key_prefix, timeouts)
                 .await
                 .context("cannot use the Redis at sessions.redis_url")?
+                .with_near_cache(config.sessions.near_cache_entries)
         }
     };
     if let SessionStore::Memory(store) = &sessions {

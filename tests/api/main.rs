@@ -12,6 +12,7 @@ mod live_roles;
 mod login_service;
 mod login_state;
 mod logout;
+mod near_cache;
 mod nginx;
 mod oidc_flow;
 mod oidc_login;

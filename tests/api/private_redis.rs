@@ -61,6 +61,26 @@ impl PrivateRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open and say nothing, as across a
+    /// network partition.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Starts the server again on the same port with the saved data set.
     pub fn resume(&mut self) {
         let child = Command::new("redis-server")

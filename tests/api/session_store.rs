@@ -8,7 +8,7 @@ use jitbridge::session::{
 };
 use std::time::Duration;
 
-fn record(account: &str) -> SessionRecord {
+pub(crate) fn record(account: &str) -> SessionRecord {
     SessionRecord {
         account: AccountSnapshot {
             id: account.into(),
@@ -30,7 +30,7 @@ fn record(account: &str) -> SessionRecord {
     }
 }
 
-fn timeouts(idle: u64) -> Timeouts {
+pub(crate) fn timeouts(idle: u64) -> Timeouts {
     Timeouts {
         idle: Duration::from_secs(idle),
         absolute: Duration::from_secs(3600),
@@ -39,6 +39,7 @@ fn timeouts(idle: u64) -> Timeouts {
 
 async fn stores(idle: u64) -> Vec<(&'static str, SessionStore)> {
     let prefix = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
+    let near = format!("jbtest:{}:", uuid::Uuid::new_v4().simple());
     vec![
         ("memory", SessionStore::memory(timeouts(idle))),
         (
@@ -46,6 +47,16 @@ async fn stores(idle: u64) -> Vec<(&'static str, SessionStore)> {
             SessionStore::redis(&redis_url(), &prefix, timeouts(idle))
                 .await
                 .expect("Redis is reachable (JB_TEST_REDIS)"),
+        ),
+        (
+            "redis+near cache",
+            crate::near_cache::serving(
+                SessionStore::redis(&redis_url(), &near, timeouts(idle))
+                    .await
+                    .expect("Redis is reachable (JB_TEST_REDIS)")
+                    .with_near_cache(1000),
+            )
+            .await,
         ),
     ]
 }
@@ -396,7 +407,7 @@ async fn a_logout_request_whose_name_id_qualifiers_differ_ends_nothing() {
     }
 }
 
-fn snapshot(
+pub(crate) fn snapshot(
     account: &str,
     revision: i64,
     active: bool,
