@@ -12,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod directory;
 pub mod idp;
+pub mod jose;
 pub mod lifecycle;
 pub mod login;
 pub mod mapping;

@@ -193,6 +193,8 @@ impl Application {
 
 /// Storage, sessions and providers, checked live so that a bad URL fails at start.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    // Before any token is checked (`main` does it first; tests and examples start here).
+    crate::jose::install();
     let db_url = config.database.url.clone();
     let pool_size = config.database.pool_size;
     let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
