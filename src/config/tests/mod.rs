@@ -247,6 +247,37 @@ fn saml_mistakes_name_the_key_and_the_fix() {
     }
 }
 
+#[test]
+fn name_id_qualifiers_are_listed_per_connection_and_an_empty_one_is_named() {
+    let s = load(SAML, &[]).unwrap().connections[0]
+        .saml()
+        .unwrap()
+        .clone();
+    assert!(s.accepted_name_qualifiers.is_empty() && s.accepted_sp_name_qualifiers.is_empty());
+    let listed = format!(
+        "{SAML}accepted_name_qualifiers = [\"https://idp-old.example.com\"]\naccepted_sp_name_qualifiers = [\"urn:example:affiliation\"]\n"
+    );
+    let c = load(&listed, &[]).unwrap();
+    let s = c.connections[0].saml().unwrap();
+    assert_eq!(s.accepted_name_qualifiers, ["https://idp-old.example.com"]);
+    assert_eq!(s.accepted_sp_name_qualifiers, ["urn:example:affiliation"]);
+    let err = load(
+        &format!(
+            "{SAML}accepted_name_qualifiers = [\"\"]\naccepted_sp_name_qualifiers = [\" x\"]\n"
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "connection[corp].saml.accepted_name_qualifiers = \"\"",
+        "connection[corp].saml.accepted_sp_name_qualifiers = \" x\"",
+        "remove the entry",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
 const LDAP_DIRECTORY: &str = r#"
 [connection.directory]
 kind = "ldap"

@@ -103,3 +103,74 @@ async fn a_later_authn_statement_cannot_extend_the_session_past_an_earlier_sessi
         "the session ends at the earlier SessionNotOnOrAfter"
     );
 }
+
+/// The response of a fresh login of alice, her NameID carrying `qualifiers` (attributes), signed
+/// again by the IdP.
+async fn qualified(app: &SamlApp, b: &Browser, qualifiers: &str) -> PostedResponse {
+    let p = app.login_until_post(b, "alice", "/").await;
+    resign(app, &p, |xml| {
+        xml.replacen("<saml:NameID ", &format!("<saml:NameID {qualifiers} "), 1)
+    })
+}
+
+/// The account key is the NameID's value alone: a NameID of the same value that another
+/// identity provider qualifies (SAML core 8.3.7: unique only with its qualifiers) logged in as
+/// the account of this IdP's person, and a LogoutRequest naming it ended that account's
+/// sessions.
+#[tokio::test]
+async fn a_name_id_qualified_by_another_identity_provider_is_not_taken_for_ours() {
+    let app = resigning_app(SamlOptions::default()).await;
+    let b = Browser::new();
+    assert_eq!(app.login(&b, "alice").await.status(), 303);
+    let b = Browser::new();
+    let forged = qualified(&app, &b, r#"NameQualifier="https://other-idp.example""#).await;
+    super::attacks::refused(&app, &b, &forged, "saml_name_qualifier", "NameQualifier").await;
+    // The IdP's own entityID, and ours, qualify it as before.
+    let b = Browser::new();
+    let own = format!(
+        r#"NameQualifier="{}" SPNameQualifier="{}/saml/{}/metadata""#,
+        app.idp.entity_id,
+        app.base,
+        super::CONNECTION
+    );
+    let r = app.post(&b, &qualified(&app, &b, &own).await).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(app.account_count().await, 1);
+}
+
+/// The same for a NameID the IdP issued for another service provider (SPNameQualifier): it is
+/// that provider's identifier of the person, not ours.
+#[tokio::test]
+async fn a_name_id_issued_for_another_service_provider_is_not_taken_for_ours() {
+    let app = resigning_app(SamlOptions::default()).await;
+    let b = Browser::new();
+    let forged = qualified(&app, &b, r#"SPNameQualifier="https://other-sp.example""#).await;
+    super::attacks::refused(
+        &app,
+        &b,
+        &forged,
+        "saml_sp_name_qualifier",
+        "SPNameQualifier",
+    )
+    .await;
+}
+
+/// An IdP known under another entityID, or an affiliation we belong to, is admitted once the
+/// connection lists it.
+#[tokio::test]
+async fn a_listed_name_qualifier_and_affiliation_are_admitted() {
+    let app = resigning_app(SamlOptions {
+        saml_extra: "accepted_name_qualifiers = [\"https://idp-old.example\"]\naccepted_sp_name_qualifiers = [\"urn:example:affiliation\"]",
+        ..Default::default()
+    })
+    .await;
+    let b = Browser::new();
+    let listed =
+        r#"NameQualifier="https://idp-old.example" SPNameQualifier="urn:example:affiliation""#;
+    let r = app.post(&b, &qualified(&app, &b, listed).await).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(app.verify(&b).await.status(), 200);
+    let b = Browser::new();
+    let unlisted = qualified(&app, &b, r#"NameQualifier="https://idp-other.example""#).await;
+    super::attacks::refused(&app, &b, &unlisted, "saml_name_qualifier", "NameQualifier").await;
+}
