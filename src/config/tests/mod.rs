@@ -278,6 +278,27 @@ fn name_id_qualifiers_are_listed_per_connection_and_an_empty_one_is_named() {
     }
 }
 
+#[test]
+fn a_logout_token_lives_five_minutes_by_default_and_at_most_an_hour() {
+    let c = load(OIDC, &[]).unwrap();
+    let o = c.connections[0].oidc().unwrap();
+    assert_eq!(o.logout_token_max_age, std::time::Duration::from_secs(300));
+    let c = load(&format!("{OIDC}logout_token_max_age = \"30m\"\n"), &[]).unwrap();
+    let o = c.connections[0].oidc().unwrap();
+    assert_eq!(o.logout_token_max_age, std::time::Duration::from_secs(1800));
+    for bad in ["2h", "0s"] {
+        let err = load(&format!("{OIDC}logout_token_max_age = \"{bad}\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "connection[corp].logout_token_max_age = \"{bad}\""
+            )),
+            "{err}"
+        );
+    }
+}
+
 const LDAP_DIRECTORY: &str = r#"
 [connection.directory]
 kind = "ldap"

@@ -55,6 +55,17 @@ pub(crate) struct Verified {
     pub claims: Map<String, Value>,
     /// The published key that verified it (`None` for HMAC with the client secret).
     pub key: Option<Jwk>,
+    /// `iat` and `exp`, in Unix seconds (both required and checked against the leeway).
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// A NumericDate claim in whole seconds (RFC 7519 section 2 allows fractions).
+fn seconds(claims: &Map<String, Value>, name: &str) -> Result<i64, JwtError> {
+    claims
+        .get(name)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+        .ok_or_else(|| JwtError::Missing(name.into()))
 }
 
 /// The provider's JWKS, keeping every key this stack can use: a key of another type or
@@ -176,10 +187,7 @@ pub(crate) fn verify(
         return Err(JwtError::WrongAudience);
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let iat = claims
-        .get("iat")
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-        .ok_or_else(|| JwtError::Missing("iat".into()))?;
+    let (iat, exp) = (seconds(&claims, "iat")?, seconds(&claims, "exp")?);
     if iat > now.saturating_add(expect.leeway_secs as i64) {
         return Err(JwtError::IssuedInTheFuture);
     }
@@ -187,6 +195,8 @@ pub(crate) fn verify(
         header,
         claims,
         key: jwk,
+        iat,
+        exp,
     })
 }
 
