@@ -103,6 +103,16 @@ pub(super) fn validate(
         rc.jwks_refresh_min_interval.as_deref(),
         Duration::from_secs(30),
     );
+    // Anyone can post a logout token naming an unknown kid, and each may cost a fetch of the
+    // provider's JWKS: this interval is the only bound on the fetches a stranger causes.
+    if jwks_refresh_min_interval < Duration::from_secs(1) {
+        c.push(
+            format!("{key}.jwks_refresh_min_interval"),
+            rc.jwks_refresh_min_interval.as_deref(),
+            "is shorter than a second, so every token naming an unknown key could make the bridge fetch the provider's keys",
+            "remove the key for the 30s default, or set at least \"1s\"",
+        );
+    }
     let jwks_refresh_interval = c.duration(
         &format!("{key}.jwks_refresh_interval"),
         rc.jwks_refresh_interval.as_deref(),

@@ -278,6 +278,32 @@ fn name_id_qualifiers_are_listed_per_connection_and_an_empty_one_is_named() {
     }
 }
 
+/// `jwks_refresh_min_interval` had no floor: a few milliseconds let every token that names an
+/// unknown kid (anyone can post a logout token) make the bridge fetch the provider's JWKS.
+#[test]
+fn jwks_refresh_min_interval_has_a_floor_of_one_second() {
+    for bad in ["0s", "0", "500ms", "999ms"] {
+        let err = load(
+            &format!("{OIDC}jwks_refresh_min_interval = \"{bad}\"\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!(
+                "connection[corp].jwks_refresh_min_interval = \"{bad}\""
+            )),
+            "{bad}: {err}"
+        );
+    }
+    let c = load(&format!("{OIDC}jwks_refresh_min_interval = \"1s\"\n"), &[]).unwrap();
+    let o = c.connections[0].oidc().unwrap();
+    assert_eq!(
+        o.jwks_refresh_min_interval,
+        std::time::Duration::from_secs(1)
+    );
+}
+
 #[test]
 fn a_logout_token_lives_five_minutes_by_default_and_at_most_an_hour() {
     let c = load(OIDC, &[]).unwrap();
