@@ -262,3 +262,39 @@ async fn a_logout_token_issued_long_ago_is_refused_so_it_cannot_outlive_its_repl
     assert_eq!(deliver(&app, &fresh).await.status(), 200);
     assert_eq!(app.verify(&alice).await.status(), 401);
 }
+
+/// `nbf` was not checked: a logout token the provider signed for later ended the sessions at
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_token_not_valid_yet_is_refused() {
+    let app = spawn_app().await;
+    let alice = Browser::new();
+    assert_eq!(app.login(&alice, "alice").await.status(), 302);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = app
+        .op
+        .sign(
+            "k1",
+            json!({
+                "iss": app.op.issuer, "aud": CLIENT_ID, "iat": now, "nbf": now + 3600,
+                "exp": now + 7200, "jti": uuid::Uuid::new_v4().to_string(), "sub": "alice",
+                "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+            }),
+        )
+        .await;
+    let r = deliver(&app, &token).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not valid yet (nbf)"));
+    assert_eq!(app.verify(&alice).await.status(), 200, "nothing ended");
+    assert_eq!(refusal_reasons(&app).await, ["logout_token_invalid"]);
+    let why = app
+        .audit_events()
+        .await
+        .into_iter()
+        .find(|e| e.action == "logout.backchannel")
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["why"].clone());
+    assert_eq!(
+        why,
+        Some(json!("the logout token is invalid: not valid yet (nbf)"))
+    );
+}
