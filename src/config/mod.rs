@@ -265,6 +265,9 @@ pub struct OidcConfig {
     /// How long the last good keys stay trusted while refreshes fail; past it, logins and
     /// logout tokens fail closed.
     pub jwks_max_stale: Duration,
+    /// A back-channel logout token issued longer ago than this (plus `clock_skew`) is refused,
+    /// and the replay marker of its `jti` is kept for that long.
+    pub logout_token_max_age: Duration,
 }
 
 /// One thing wrong with the configuration.

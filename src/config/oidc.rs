@@ -20,6 +20,7 @@ pub(super) struct RawOidc {
     jwks_refresh_min_interval: Option<String>,
     jwks_refresh_interval: Option<String>,
     jwks_max_stale: Option<String>,
+    logout_token_max_age: Option<String>,
 }
 
 const DEFAULT_ALGS: &[&str] = &[
@@ -102,6 +103,16 @@ pub(super) fn validate(
         rc.jwks_refresh_min_interval.as_deref(),
         Duration::from_secs(30),
     );
+    // Anyone can post a logout token naming an unknown kid, and each may cost a fetch of the
+    // provider's JWKS: this interval is the only bound on the fetches a stranger causes.
+    if jwks_refresh_min_interval < Duration::from_secs(1) {
+        c.push(
+            format!("{key}.jwks_refresh_min_interval"),
+            rc.jwks_refresh_min_interval.as_deref(),
+            "is shorter than a second, so every token naming an unknown key could make the bridge fetch the provider's keys",
+            "remove the key for the 30s default, or set at least \"1s\"",
+        );
+    }
     let jwks_refresh_interval = c.duration(
         &format!("{key}.jwks_refresh_interval"),
         rc.jwks_refresh_interval.as_deref(),
@@ -112,6 +123,19 @@ pub(super) fn validate(
         rc.jwks_max_stale.as_deref(),
         Duration::from_secs(24 * 3600),
     );
+    let logout_token_max_age = c.duration(
+        &format!("{key}.logout_token_max_age"),
+        rc.logout_token_max_age.as_deref(),
+        Duration::from_secs(300),
+    );
+    if logout_token_max_age > Duration::from_secs(3600) {
+        c.push(
+            format!("{key}.logout_token_max_age"),
+            rc.logout_token_max_age.as_deref(),
+            "is more than an hour",
+            "a provider sends a logout token at once; remove the key for the 5m default, or set at most \"1h\"",
+        );
+    }
     Some(OidcConfig {
         issuer: issuer?,
         client_id: client_id?,
@@ -123,6 +147,7 @@ pub(super) fn validate(
         jwks_refresh_min_interval,
         jwks_refresh_interval,
         jwks_max_stale,
+        logout_token_max_age,
     })
 }
 

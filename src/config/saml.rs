@@ -66,6 +66,13 @@ pub struct SamlConfig {
     pub allow_unstable_name_id: bool,
     pub name_id_format: Option<String>,
     pub subject: SamlSubject,
+    /// NameQualifiers a subject NameID may carry besides the IdP's entityID: the same IdP
+    /// under another name (an old entityID, a proxy's). Read when the NameID is the account
+    /// key; see `idp::saml::profile` for why.
+    pub accepted_name_qualifiers: Vec<String>,
+    /// SPNameQualifiers a subject NameID may carry besides our entityID: an affiliation we
+    /// belong to (SAML core 8.3.7), whose members share the IdP's identifiers.
+    pub accepted_sp_name_qualifiers: Vec<String>,
     pub force_authn: bool,
     /// Larger POSTed responses are refused before any parsing.
     pub max_response_bytes: usize,
@@ -99,6 +106,8 @@ pub(super) struct RawSaml {
     pub allow_unstable_name_id: Option<bool>,
     pub name_id_format: Option<String>,
     pub subject_attribute: Option<String>,
+    pub accepted_name_qualifiers: Option<Vec<String>>,
+    pub accepted_sp_name_qualifiers: Option<Vec<String>>,
     pub force_authn: Option<bool>,
     pub max_response_bytes: Option<usize>,
 }
@@ -318,6 +327,18 @@ pub(super) fn validate(
         }
         None => SamlSubject::NameId,
     };
+    let accepted_name_qualifiers = qualifiers(
+        c,
+        &format!("{key}.accepted_name_qualifiers"),
+        raw.accepted_name_qualifiers,
+        "the entityID the identity provider writes as NameQualifier",
+    );
+    let accepted_sp_name_qualifiers = qualifiers(
+        c,
+        &format!("{key}.accepted_sp_name_qualifiers"),
+        raw.accepted_sp_name_qualifiers,
+        "the affiliation's ID the identity provider writes as SPNameQualifier",
+    );
     let max_response_bytes = raw.max_response_bytes.unwrap_or(1024 * 1024);
     if !(4096..=16 * 1024 * 1024).contains(&max_response_bytes) {
         c.push(
@@ -347,7 +368,26 @@ pub(super) fn validate(
         allow_unstable_name_id: raw.allow_unstable_name_id.unwrap_or(false),
         name_id_format: raw.name_id_format,
         subject,
+        accepted_name_qualifiers,
+        accepted_sp_name_qualifiers,
         force_authn: raw.force_authn.unwrap_or(false),
         max_response_bytes,
     })
+}
+
+/// A list of NameID qualifiers: each one a non-empty URI of at most 1024 characters (an empty
+/// qualifier qualifies nothing, and listing one would admit any NameID that carries it).
+fn qualifiers(c: &mut Collector, key: &str, raw: Option<Vec<String>>, what: &str) -> Vec<String> {
+    let list = raw.unwrap_or_default();
+    for q in &list {
+        if q.trim().is_empty() || q.len() > 1024 || q.trim() != q {
+            c.push(
+                key,
+                Some(q),
+                "holds an empty, padded or over-long qualifier (1-1024 characters, no surrounding spaces)",
+                format!("write {what} exactly, or remove the entry"),
+            );
+        }
+    }
+    list
 }

@@ -10,7 +10,6 @@ use crate::lifecycle::idp::{EndError, IdpEnded, end_idp_sessions};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
-use std::time::Duration;
 
 #[derive(Deserialize)]
 pub struct LogoutForm {
@@ -92,7 +91,7 @@ pub async fn logout(
             audit_refusal(
                 &state,
                 &connection,
-                "logout_token_invalid",
+                e.reason(),
                 json!({ "why": e.to_string() }),
             )
             .await;
@@ -106,8 +105,8 @@ pub async fn logout(
         (None, None) => return refuse("the logout token names neither sid nor sub"),
     };
     let replay_key = format!("bcl\u{0}{connection}\u{0}{}", lr.jti);
-    let ttl =
-        Duration::from_secs((lr.exp - crate::session::unix_now()).clamp(60, 86_400) as u64 + 300);
+    // Kept while the token could be accepted, which its iat bounds (logout_token_max_age).
+    let ttl = lr.replay_ttl(crate::session::unix_now());
     // A token is used once. Checked before the sessions end, marked only once they did: a
     // failure (the store or the database down) must leave the IdP's retry of the same token
     // welcome, or the sessions would never end.

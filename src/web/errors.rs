@@ -103,6 +103,8 @@ impl LoginError {
                 SamlError::Invalid(_) => "saml_invalid",
                 SamlError::SessionEnded => "saml_session_ended",
                 SamlError::Subject(_) => "saml_subject",
+                SamlError::NameQualifier => "saml_name_qualifier",
+                SamlError::SpNameQualifier => "saml_sp_name_qualifier",
                 SamlError::Busy => "saml_busy",
                 SamlError::Logout(_) => "saml_logout_invalid",
                 SamlError::NotOne(_) => "saml_not_one",

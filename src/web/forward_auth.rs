@@ -98,9 +98,18 @@ pub async fn verify(
     resp.finish()
 }
 
+/// A refusal as text. These answers skip the security-header middleware, yet a browser that
+/// opens `/auth/verify` renders them: they carry what every page does against sniffing and
+/// framing (clickjacking) themselves.
 fn plain(mut b: actix_web::HttpResponseBuilder, msg: &'static str) -> HttpResponse {
+    use actix_web::http::header;
     b.insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header((header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
         .content_type("text/plain; charset=utf-8")
         .body(msg)
 }

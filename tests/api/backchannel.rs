@@ -214,3 +214,87 @@ async fn a_key_withdrawn_after_an_id_token_refetch_is_no_longer_trusted_by_logou
         "bob's session is untouched"
     );
 }
+
+/// The reasons of refused back-channel logouts, in order.
+async fn refusal_reasons(app: &TestApp) -> Vec<String> {
+    app.audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "logout.backchannel" && e.outcome == "failure")
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// A logout token was accepted until its `exp`, however far ahead, and its replay marker was
+/// kept a day at most: a token captured once (a log, a proxy) ended the person's sessions again
+/// once the marker was gone. Its `iat` now bounds its life (`logout_token_max_age`, 5 minutes,
+/// plus the clock skew), and the marker outlives that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_token_issued_long_ago_is_refused_so_it_cannot_outlive_its_replay_marker() {
+    let app = spawn_app().await;
+    let alice = Browser::new();
+    assert_eq!(app.login(&alice, "alice").await.status(), 302);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = |iat: i64| {
+        json!({
+            "iss": app.op.issuer, "aud": CLIENT_ID, "iat": iat, "exp": now + 365 * 86_400,
+            "jti": uuid::Uuid::new_v4().to_string(), "sub": "alice",
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        })
+    };
+    let old = app.op.sign("k1", token(now - 2 * 86_400)).await;
+    let r = deliver(&app, &old).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("too long ago"));
+    assert_eq!(
+        app.verify(&alice).await.status(),
+        200,
+        "alice's session is untouched"
+    );
+    assert_eq!(refusal_reasons(&app).await, ["logout_token_too_old"]);
+    // One issued now ends the session.
+    let fresh = app.op.sign("k1", token(now)).await;
+    assert_eq!(deliver(&app, &fresh).await.status(), 200);
+    assert_eq!(app.verify(&alice).await.status(), 401);
+}
+
+/// `nbf` was not checked: a logout token the provider signed for later ended the sessions at
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_token_not_valid_yet_is_refused() {
+    let app = spawn_app().await;
+    let alice = Browser::new();
+    assert_eq!(app.login(&alice, "alice").await.status(), 302);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = app
+        .op
+        .sign(
+            "k1",
+            json!({
+                "iss": app.op.issuer, "aud": CLIENT_ID, "iat": now, "nbf": now + 3600,
+                "exp": now + 7200, "jti": uuid::Uuid::new_v4().to_string(), "sub": "alice",
+                "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+            }),
+        )
+        .await;
+    let r = deliver(&app, &token).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not valid yet (nbf)"));
+    assert_eq!(app.verify(&alice).await.status(), 200, "nothing ended");
+    assert_eq!(refusal_reasons(&app).await, ["logout_token_invalid"]);
+    let why = app
+        .audit_events()
+        .await
+        .into_iter()
+        .find(|e| e.action == "logout.backchannel")
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["why"].clone());
+    assert_eq!(
+        why,
+        Some(json!("the logout token is invalid: not valid yet (nbf)"))
+    );
+}

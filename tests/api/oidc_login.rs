@@ -364,7 +364,8 @@ async fn verify_answers_with_a_path_suffix_as_envoy_asks() {
 
 /// Forward-auth answers left the security-header middleware (proxies keep none of their
 /// headers, and it cost a fifth of the route's CPU); every page, a 404 and an error page
-/// still carry the headers, and a verify refusal still says `nosniff`.
+/// still carry the headers, and a verify refusal still says `nosniff`. A refusal had lost
+/// `X-Frame-Options` and `frame-ancestors` with the middleware: it carries them itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_keep_their_security_headers_after_forward_auth_left_the_middleware() {
     let app = spawn_app().await;
@@ -397,6 +398,13 @@ async fn pages_keep_their_security_headers_after_forward_auth_left_the_middlewar
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(r.headers()["cache-control"], "no-store");
+    let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap());
+    assert_eq!(header("x-frame-options"), Some("DENY"));
+    assert!(
+        header("content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'")),
+        "{:?}",
+        header("content-security-policy")
+    );
 }
 
 /// `/auth/verify` read the first session cookie of the bridge's name. With

@@ -1,6 +1,7 @@
 use super::*;
 
 mod kinds;
+mod protocol_keys;
 
 fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_toml_and_env(

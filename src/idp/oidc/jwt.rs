@@ -24,6 +24,11 @@ pub(crate) enum JwtError {
     Expired,
     #[error("issued in the future")]
     IssuedInTheFuture,
+    #[error("not valid yet (nbf)")]
+    NotYetValid,
+    /// RFC 7515 4.1.11: `crit` lists extensions the recipient must understand; we know none.
+    #[error("the header lists critical extensions (crit), which are not understood")]
+    CriticalExtension,
     #[error("wrong issuer")]
     WrongIssuer,
     #[error("wrong audience")]
@@ -55,6 +60,17 @@ pub(crate) struct Verified {
     pub claims: Map<String, Value>,
     /// The published key that verified it (`None` for HMAC with the client secret).
     pub key: Option<Jwk>,
+    /// `iat` and `exp`, in Unix seconds (both required and checked against the leeway).
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// A NumericDate claim in whole seconds (RFC 7519 section 2 allows fractions).
+fn seconds(claims: &Map<String, Value>, name: &str) -> Result<i64, JwtError> {
+    claims
+        .get(name)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+        .ok_or_else(|| JwtError::Missing(name.into()))
 }
 
 /// The provider's JWKS, keeping every key this stack can use: a key of another type or
@@ -118,15 +134,21 @@ pub(crate) fn header(token: &str) -> Result<Header, JwtError> {
     jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)
 }
 
-/// Verifies `token` against the provider's key set: algorithm, key, signature, `iss`, `aud`
-/// (the client, and no audience besides it: OIDC Core 3.1.3.7 item 3), `azp` when present,
-/// `exp` and `iat` (neither outside the leeway).
+/// Verifies `token` against the provider's key set: no critical header extension, algorithm,
+/// key, signature, `iss`, `aud` (the client, and no audience besides it: OIDC Core 3.1.3.7
+/// item 3), `azp` when present, `exp`, `iat` and, when present, `nbf` (none outside the leeway).
 pub(crate) fn verify(
     token: &str,
     keys: &JwkSet,
     expect: &Expect<'_>,
 ) -> Result<Verified, JwtError> {
     let header = header(token)?;
+    // RFC 7515 4.1.11: a token whose `crit` names an extension the recipient does not
+    // understand is invalid. We understand none, so any `crit` (even empty, which the RFC
+    // forbids) refuses the token rather than have its extension ignored.
+    if header.crit.is_some() {
+        return Err(JwtError::CriticalExtension);
+    }
     let alg = header.alg;
     if !expect.allowed_algs.contains(&alg) {
         return Err(JwtError::AlgorithmNotAllowed);
@@ -146,12 +168,15 @@ pub(crate) fn verify(
     required.extend_from_slice(expect.required);
     v.set_required_spec_claims(&required);
     v.leeway = expect.leeway_secs;
+    // Checked when present (RFC 7519 4.1.5), with the same leeway; not required.
+    v.validate_nbf = true;
     let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
         .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::InvalidSignature => JwtError::BadSignature,
                 K::ExpiredSignature => JwtError::Expired,
+                K::ImmatureSignature => JwtError::NotYetValid,
                 K::InvalidIssuer => JwtError::WrongIssuer,
                 K::InvalidAudience => JwtError::WrongAudience,
                 K::MissingRequiredClaim(c) => JwtError::Missing(c.clone()),
@@ -176,10 +201,7 @@ pub(crate) fn verify(
         return Err(JwtError::WrongAudience);
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let iat = claims
-        .get("iat")
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-        .ok_or_else(|| JwtError::Missing("iat".into()))?;
+    let (iat, exp) = (seconds(&claims, "iat")?, seconds(&claims, "exp")?);
     if iat > now.saturating_add(expect.leeway_secs as i64) {
         return Err(JwtError::IssuedInTheFuture);
     }
@@ -187,6 +209,8 @@ pub(crate) fn verify(
         header,
         claims,
         key: jwk,
+        iat,
+        exp,
     })
 }
 
@@ -326,5 +350,62 @@ mod tests {
         c["aud"] = json!(["rp"]);
         c["azp"] = json!("rp");
         assert!(verify(&sign(&k, Some("k1"), &c), &set(&[&j]), &expect()).is_ok());
+    }
+
+    /// RFC 7515 4.1.11: a token naming critical header extensions must be refused by a
+    /// recipient that does not understand them. The stack verified such a token as if `crit`
+    /// were not there, and with it whatever the extension was meant to change.
+    #[test]
+    fn a_token_with_a_critical_header_extension_is_refused() {
+        let (k, j) = rsa_key("k1", json!({}));
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("k1".into());
+        assert!(verify(&encode(&h, &claims(), &k).unwrap(), &set(&[&j]), &expect()).is_ok());
+        for crit in [
+            vec!["exp".to_string()],
+            vec!["urn:example:ext".into()],
+            vec![],
+        ] {
+            let mut h = h.clone();
+            h.crit = Some(crit.clone());
+            h.extras.insert("urn:example:ext".into(), "1".into());
+            let token = encode(&h, &claims(), &k).unwrap();
+            assert_eq!(
+                verify(&token, &set(&[&j]), &expect()).err(),
+                Some(JwtError::CriticalExtension),
+                "{crit:?}"
+            );
+        }
+    }
+
+    /// `nbf` was never checked: a token the provider signed for later was good at once.
+    #[test]
+    fn a_token_not_valid_yet_is_refused_beyond_the_leeway() {
+        let (k, j) = rsa_key("k1", json!({}));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let with_nbf = |nbf: Value| {
+            let mut c = claims();
+            c["nbf"] = nbf;
+            verify(&sign(&k, Some("k1"), &c), &set(&[&j]), &expect())
+        };
+        assert_eq!(
+            with_nbf(json!(now + 3600)).err(),
+            Some(JwtError::NotYetValid)
+        );
+        assert_eq!(with_nbf(json!(now + 60)).err(), Some(JwtError::NotYetValid));
+        assert!(
+            with_nbf(json!(now + 10)).is_ok(),
+            "within the leeway (30 s)"
+        );
+        assert!(with_nbf(json!(now - 10)).is_ok());
+        assert_eq!(
+            with_nbf(json!("soon")).err(),
+            Some(JwtError::Invalid),
+            "an nbf that is not a time"
+        );
+        assert!(
+            verify(&sign(&k, Some("k1"), &claims()), &set(&[&j]), &expect()).is_ok(),
+            "nbf is not required"
+        );
     }
 }

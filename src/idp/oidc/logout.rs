@@ -21,7 +21,7 @@ impl OidcProvider {
                 hmac_secret: None,
                 required: &[],
             };
-            logout_token::verify(token, &d.keys, &expect)
+            logout_token::verify(token, &d.keys, &expect, self.cfg.logout_token_max_age)
         };
         let unknown = |e: &LogoutTokenError| matches!(e, LogoutTokenError::UnknownKey);
         self.with_keys(d, check, unknown, unavailable)

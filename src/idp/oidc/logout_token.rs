@@ -4,6 +4,7 @@
 use super::jwt::{self, Expect, JwtError};
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
+use std::time::Duration;
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -13,8 +14,19 @@ pub struct LogoutRequest {
     pub sub: Option<String>,
     pub sid: Option<String>,
     pub jti: String,
-    /// Unix seconds; the replay marker for `jti` is kept until then.
-    pub exp: i64,
+    /// Unix seconds: the last moment this token could still be accepted (its `exp`, or its
+    /// `iat` plus the connection's `logout_token_max_age` when that is earlier, plus the
+    /// leeway). The replay marker of `jti` must outlive it ([`Self::replay_ttl`]).
+    pub accept_until: i64,
+}
+
+impl LogoutRequest {
+    /// How long the replay marker of `jti` is kept from `now`: until the token could no
+    /// longer be accepted, plus a minute for the clocks of replicas. Bounded, since the
+    /// token's age is: at most `logout_token_max_age` plus twice the leeway and the minute.
+    pub fn replay_ttl(&self, now: i64) -> Duration {
+        Duration::from_secs((self.accept_until - now).max(0) as u64 + 60)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +39,24 @@ pub enum LogoutTokenError {
     UnknownKey,
     #[error("the logout token is invalid: {0}")]
     Invalid(String),
+    /// Its `iat` is older than `logout_token_max_age` (plus the leeway).
+    #[error("the logout token was issued too long ago (iat); a logout token is sent at once")]
+    TooOld,
+    #[error("the logout token is issued in the future (iat); check the clocks")]
+    IssuedInTheFuture,
+}
+
+impl LogoutTokenError {
+    /// The stable reason code of the audit trail.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooOld => "logout_token_too_old",
+            Self::IssuedInTheFuture => "logout_token_issued_in_the_future",
+            Self::Malformed | Self::AlgorithmNotAllowed | Self::UnknownKey | Self::Invalid(_) => {
+                "logout_token_invalid"
+            }
+        }
+    }
 }
 
 impl From<JwtError> for LogoutTokenError {
@@ -35,17 +65,20 @@ impl From<JwtError> for LogoutTokenError {
             JwtError::Malformed => Self::Malformed,
             JwtError::AlgorithmNotAllowed => Self::AlgorithmNotAllowed,
             JwtError::UnknownKey => Self::UnknownKey,
+            JwtError::IssuedInTheFuture => Self::IssuedInTheFuture,
             other => Self::Invalid(other.to_string()),
         }
     }
 }
 
-/// Verifies a logout token. `expect.hmac_secret` must be `None`: the back-channel has no
-/// client secret to key an HMAC, so an HS token is refused whatever the allow-list says.
+/// Verifies a logout token issued at most `max_age` ago (plus the leeway). `expect.hmac_secret`
+/// must be `None`: the back-channel has no client secret to key an HMAC, so an HS token is
+/// refused whatever the allow-list says.
 pub(super) fn verify(
     token: &str,
     keys: &JwkSet,
     expect: &Expect<'_>,
+    max_age: Duration,
 ) -> Result<LogoutRequest, LogoutTokenError> {
     debug_assert!(expect.hmac_secret.is_none());
     if let Some(typ) = &jwt::header(token)?.typ
@@ -55,7 +88,21 @@ pub(super) fn verify(
             "typ {typ} is not a logout token"
         )));
     }
-    let claims = jwt::verify(token, keys, expect)?.claims;
+    let verified = jwt::verify(token, keys, expect)?;
+    // Section 2.6 checks iat as for ID tokens, where OIDC Core 3.1.3.7 lets the RP refuse one
+    // issued too long ago. Without a bound a captured token stayed good until its exp, however
+    // far ahead, and so outlived its replay marker: it could end the person's sessions again.
+    let leeway = expect.leeway_secs as i64;
+    let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    let newest_refused = time::OffsetDateTime::now_utc().unix_timestamp() - leeway;
+    if verified.iat.saturating_add(max_age) < newest_refused {
+        return Err(LogoutTokenError::TooOld);
+    }
+    let accept_until = verified
+        .exp
+        .min(verified.iat.saturating_add(max_age))
+        .saturating_add(leeway);
+    let claims = verified.claims;
     let events_ok = claims
         .get("events")
         .and_then(Value::as_object)
@@ -84,16 +131,11 @@ pub(super) fn verify(
         return Err(LogoutTokenError::Invalid("neither sub nor sid".into()));
     }
     let jti = text("jti").ok_or_else(|| LogoutTokenError::Invalid("no jti".into()))?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let exp_at = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .unwrap_or(now + 300);
     Ok(LogoutRequest {
         sub,
         sid,
         jti,
-        exp: exp_at,
+        accept_until,
     })
 }
 
@@ -152,15 +194,17 @@ mod tests {
         encode(&h, c, &EncodingKey::from_rsa_pem(&k.pem).unwrap()).unwrap()
     }
 
+    const MAX_AGE: Duration = Duration::from_secs(300);
+
     fn refused(c: Value) -> LogoutTokenError {
         let k = key("k1");
-        verify(&sign(&k, "k1", &c), &k.jwks, &expect()).unwrap_err()
+        verify(&sign(&k, "k1", &c), &k.jwks, &expect(), MAX_AGE).unwrap_err()
     }
 
     #[test]
     fn a_valid_logout_token_is_accepted() {
         let k = key("k1");
-        let r = verify(&sign(&k, "k1", &claims()), &k.jwks, &expect()).unwrap();
+        let r = verify(&sign(&k, "k1", &claims()), &k.jwks, &expect(), MAX_AGE).unwrap();
         assert_eq!(
             (r.sid.as_deref(), r.sub, r.jti.as_str()),
             (Some("s1"), None, "j1")
@@ -183,9 +227,42 @@ mod tests {
         assert_eq!(refused(c), LogoutTokenError::Invalid("expired".into()));
         let mut c = claims();
         c["iat"] = json!(time::OffsetDateTime::now_utc().unix_timestamp() + 3600);
+        assert_eq!(refused(c), LogoutTokenError::IssuedInTheFuture);
+    }
+
+    /// A logout token stayed good until its `exp`, however far ahead, while its replay marker
+    /// was kept a day at most: captured once, it could be replayed the day after.
+    #[test]
+    fn a_logout_token_issued_long_ago_is_refused_and_its_replay_marker_outlives_its_acceptance() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let year = 365 * 86_400;
+        let mut c = claims();
+        c["iat"] = json!(now - 2 * 86_400);
+        c["exp"] = json!(now + year);
+        assert_eq!(refused(c), LogoutTokenError::TooOld);
+        // Within max_age plus the leeway (30 s) it is accepted; the marker outlives the moment
+        // it would be refused, however far its exp.
+        let k = key("k1");
+        for (age, exp) in [(0, 120), (MAX_AGE.as_secs() as i64 + 20, year), (0, year)] {
+            let mut c = claims();
+            c["iat"] = json!(now - age);
+            c["exp"] = json!(now + exp);
+            let r = verify(&sign(&k, "k1", &c), &k.jwks, &expect(), MAX_AGE).unwrap();
+            let refused_from = (now - age + MAX_AGE.as_secs() as i64 + 30).min(now + exp + 30);
+            assert_eq!(r.accept_until, refused_from, "age {age}, exp {exp}");
+            let ttl = r.replay_ttl(now).as_secs() as i64;
+            assert!(now + ttl > refused_from, "age {age}, exp {exp}: ttl {ttl}");
+            assert!(
+                ttl <= MAX_AGE.as_secs() as i64 + 2 * 30 + 60,
+                "bounded: {ttl}"
+            );
+        }
+        let mut c = claims();
+        c["iat"] = json!(now - MAX_AGE.as_secs() as i64 - 40);
         assert_eq!(
             refused(c),
-            LogoutTokenError::Invalid("issued in the future".into())
+            LogoutTokenError::TooOld,
+            "past max_age and leeway"
         );
     }
 
@@ -214,12 +291,12 @@ mod tests {
         // Signed by another key under the right kid.
         let forged = sign(&other, "k1", &claims());
         assert_eq!(
-            verify(&forged, &k.jwks, &expect()).unwrap_err(),
+            verify(&forged, &k.jwks, &expect(), MAX_AGE).unwrap_err(),
             LogoutTokenError::Invalid("bad signature".into())
         );
         // An unknown kid.
         assert_eq!(
-            verify(&sign(&k, "k9", &claims()), &k.jwks, &expect()).unwrap_err(),
+            verify(&sign(&k, "k9", &claims()), &k.jwks, &expect(), MAX_AGE).unwrap_err(),
             LogoutTokenError::UnknownKey
         );
         // alg none.
@@ -228,13 +305,13 @@ mod tests {
             "{}.{body}.",
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#)
         );
-        assert!(verify(&none, &k.jwks, &expect()).is_err());
+        assert!(verify(&none, &k.jwks, &expect(), MAX_AGE).is_err());
         // HS256 keyed with the public key (algorithm confusion).
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("k1".into());
         let confused = encode(&h, &claims(), &EncodingKey::from_secret(&k.public_pem)).unwrap();
         assert_eq!(
-            verify(&confused, &k.jwks, &expect()).unwrap_err(),
+            verify(&confused, &k.jwks, &expect(), MAX_AGE).unwrap_err(),
             LogoutTokenError::AlgorithmNotAllowed
         );
     }

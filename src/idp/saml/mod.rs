@@ -84,6 +84,18 @@ pub enum SamlError {
     Busy,
     #[error("the assertion names no usable subject: {0}")]
     Subject(String),
+    /// The subject NameID's NameQualifier names another identity provider than this
+    /// connection's, and is not listed in `accepted_name_qualifiers` (see `profile`).
+    #[error(
+        "the NameID is qualified by another identity provider than this connection's (NameQualifier); if it is the same identity provider under another name, an administrator can list it in accepted_name_qualifiers"
+    )]
+    NameQualifier,
+    /// The subject NameID's SPNameQualifier names another service provider than us, and is
+    /// not listed in `accepted_sp_name_qualifiers` (see `profile`).
+    #[error(
+        "the NameID was issued for another service provider (SPNameQualifier); if it names an affiliation this service provider belongs to, an administrator can list it in accepted_sp_name_qualifiers"
+    )]
+    SpNameQualifier,
     #[error("the logout message is invalid: {0}")]
     Logout(String),
     /// Read from the verified tree: not exactly one `saml:Assertion` or

@@ -12,7 +12,13 @@ use serde_json::Value;
 const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 const PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
 
-pub(super) fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse, SamlError> {
+/// The login's values from the verified assertion `a` of the IdP `idp_entity_id` (its
+/// entityID as the metadata gives it).
+pub(super) fn build(
+    cfg: &SamlConfig,
+    idp_entity_id: &str,
+    a: &Assertion,
+) -> Result<VerifiedResponse, SamlError> {
     let mut claims = Claims::new();
     for attr in &a.attributes {
         let values: Vec<Value> = attr.values.iter().cloned().map(Value::String).collect();
@@ -67,6 +73,7 @@ pub(super) fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse,
                     ));
                 }
             }
+            qualifiers_accepted(cfg, idp_entity_id, n)?;
             n.value.clone()
         }
         SamlSubject::Attribute(name) => match claims.get(name) {
@@ -125,9 +132,54 @@ pub(super) fn build(cfg: &SamlConfig, a: &Assertion) -> Result<VerifiedResponse,
     })
 }
 
+/// With the NameID as the account key, the subject is the NameID's value alone: so are the
+/// subjects stored since the first release, and a LogoutRequest without SessionIndex ends
+/// every session of that subject (`slo::CheckedLogoutRequest::target`). SAML core 8.3.7 makes
+/// a persistent NameID unique only together with its NameQualifier (the IdP that issued it)
+/// and SPNameQualifier (the SP or affiliation it was issued for): `alice` of one namespace is
+/// not `alice` of another. So a qualifier that is present must name this connection's IdP
+/// (its entityID, or one listed in `accepted_name_qualifiers`) and us (our entityID, or an
+/// affiliation listed in `accepted_sp_name_qualifiers`); an absent one is read as the same,
+/// since core 8.3.7 omits a qualifier that the issuer or the recipient implies. Every NameID
+/// that keys an account of a connection then comes from one namespace, its value alone is
+/// unambiguous, and no stored subject has to change. A listed qualifier is the operator's word
+/// that it names the same namespace (the IdP under another entityID; an affiliation we are in).
+///
+/// With `subject_attribute` the NameID keys no account, and sessions are indexed by the NameID
+/// with its qualifiers (`slo::principal`): nothing is ambiguous, and nothing is checked here.
+fn qualifiers_accepted(
+    cfg: &SamlConfig,
+    idp_entity_id: &str,
+    n: &super::logout::NameId,
+) -> Result<(), SamlError> {
+    let accepted = |q: Option<&str>, ours: &str, listed: &[String]| {
+        q.is_none_or(|q| q == ours || listed.iter().any(|l| l == q))
+    };
+    // The qualifier is an entityID, not personal data: the operator needs it to list it.
+    let refused = |which: &str, q: Option<&str>| {
+        let q: String = q.unwrap_or_default().chars().take(256).collect();
+        tracing::info!(qualifier = %q, "the subject NameID's {which} is not accepted");
+    };
+    let nq = n.name_qualifier.as_deref();
+    if !accepted(nq, idp_entity_id, &cfg.accepted_name_qualifiers) {
+        refused("NameQualifier", nq);
+        return Err(SamlError::NameQualifier);
+    }
+    let spnq = n.sp_name_qualifier.as_deref();
+    if !accepted(spnq, &cfg.entity_id, &cfg.accepted_sp_name_qualifiers) {
+        refused("SPNameQualifier", spnq);
+        return Err(SamlError::SpNameQualifier);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The IdP's entityID, and ours (`test_config`'s).
+    const IDP: &str = "https://idp.example.org";
+    const SP: &str = "https://sp.example.com/saml/c/metadata";
 
     fn cfg(subject: SamlSubject) -> SamlConfig {
         let mut s = super::super::test_config("allow_unstable_name_id = true");
@@ -145,7 +197,7 @@ mod tests {
     #[test]
     fn attributes_are_reachable_by_name_and_friendly_name_and_lists_stay_lists() {
         let a = read(ASSERTION);
-        let v = build(&cfg(SamlSubject::NameId), &a).unwrap();
+        let v = build(&cfg(SamlSubject::NameId), IDP, &a).unwrap();
         assert_eq!(v.subject, "alice@example.com");
         assert_eq!(v.claims["mail"], "alice@example.com");
         assert_eq!(
@@ -156,10 +208,10 @@ mod tests {
         assert_eq!(v.claims["name_id"], "alice@example.com");
         assert_eq!(v.claims["name_id_format"], "FMT");
         assert_eq!(v.session_index.as_deref(), Some("s1"));
-        let by_attr = build(&cfg(SamlSubject::Attribute("objectGUID".into())), &a).unwrap();
+        let by_attr = build(&cfg(SamlSubject::Attribute("objectGUID".into())), IDP, &a).unwrap();
         assert_eq!(by_attr.subject, "g-1");
-        assert!(build(&cfg(SamlSubject::Attribute("groups".into())), &a).is_err());
-        assert!(build(&cfg(SamlSubject::Attribute("missing".into())), &a).is_err());
+        assert!(build(&cfg(SamlSubject::Attribute("groups".into())), IDP, &a).is_err());
+        assert!(build(&cfg(SamlSubject::Attribute("missing".into())), IDP, &a).is_err());
     }
 
     #[test]
@@ -171,6 +223,7 @@ mod tests {
         let a = read(&xml);
         let v = build(
             &cfg(SamlSubject::Attribute("eduPersonTargetedID".into())),
+            IDP,
             &a,
         )
         .unwrap();
@@ -187,7 +240,7 @@ mod tests {
     #[test]
     fn the_subject_name_id_qualifiers_are_read_from_the_subject_only() {
         let qualifiers = |xml: &str| {
-            let n = build(&cfg(SamlSubject::NameId), &read(xml))
+            let n = build(&cfg(SamlSubject::NameId), IDP, &read(xml))
                 .unwrap()
                 .name_id
                 .unwrap();
@@ -195,12 +248,9 @@ mod tests {
         };
         let xml = ASSERTION.replace(
             r#"<saml:NameID Format="FMT">"#,
-            r#"<saml:NameID Format="FMT" NameQualifier="https://idp" SPNameQualifier="https://sp">"#,
+            &format!(r#"<saml:NameID Format="FMT" NameQualifier="{IDP}" SPNameQualifier="{SP}">"#),
         );
-        assert_eq!(
-            qualifiers(&xml),
-            (Some("https://idp".into()), Some("https://sp".into()))
-        );
+        assert_eq!(qualifiers(&xml), (Some(IDP.into()), Some(SP.into())));
         assert_eq!(qualifiers(ASSERTION), (None, None));
         // A NameID elsewhere (an attribute value) is not the subject's.
         let elsewhere = ASSERTION.replace(
@@ -224,15 +274,18 @@ mod tests {
             "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
         ] {
             let a = read(&ASSERTION.replace("FMT", format));
-            let e = build(&strict, &a).unwrap_err();
+            let e = build(&strict, IDP, &a).unwrap_err();
             assert!(e.to_string().contains("not persistent"), "{format}: {e}");
-            assert!(build(&cfg(SamlSubject::NameId), &a).is_ok(), "opted in");
+            assert!(
+                build(&cfg(SamlSubject::NameId), IDP, &a).is_ok(),
+                "opted in"
+            );
         }
         let no_format = read(&ASSERTION.replace(r#" Format="FMT""#, ""));
-        assert!(build(&strict, &no_format).is_err());
+        assert!(build(&strict, IDP, &no_format).is_err());
         let persistent = read(&ASSERTION.replace("FMT", PERSISTENT));
         assert_eq!(
-            build(&strict, &persistent).unwrap().subject,
+            build(&strict, IDP, &persistent).unwrap().subject,
             "alice@example.com"
         );
         // A subject attribute is the operator's own choice of a stable key.
@@ -245,13 +298,85 @@ mod tests {
             "FMT",
             "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
         ));
-        assert_eq!(build(&by_attr, &email_format).unwrap().subject, "g-1");
+        assert_eq!(build(&by_attr, IDP, &email_format).unwrap().subject, "g-1");
     }
 
     #[test]
     fn a_transient_name_id_cannot_identify_an_account() {
         let a = read(&ASSERTION.replace("FMT", TRANSIENT));
-        let e = build(&cfg(SamlSubject::NameId), &a).unwrap_err();
+        let e = build(&cfg(SamlSubject::NameId), IDP, &a).unwrap_err();
         assert!(e.to_string().contains("transient"), "{e}");
+    }
+
+    fn qualified(nq: Option<&str>, spnq: Option<&str>) -> Assertion {
+        let attr = |name: &str, v: Option<&str>| {
+            v.map(|v| format!(r#" {name}="{v}""#)).unwrap_or_default()
+        };
+        read(&ASSERTION.replace(
+            r#"<saml:NameID Format="FMT">"#,
+            &format!(
+                r#"<saml:NameID Format="{PERSISTENT}"{}{}>"#,
+                attr("NameQualifier", nq),
+                attr("SPNameQualifier", spnq)
+            ),
+        ))
+    }
+
+    /// The account key was the NameID's value alone, whatever its qualifiers: `alice` of
+    /// another identity provider's namespace, or issued for another service provider, logged
+    /// in to (and a LogoutRequest for it ended the sessions of) the `alice` of ours.
+    #[test]
+    fn a_name_id_qualified_by_another_namespace_keys_no_account() {
+        let strict = cfg(SamlSubject::NameId);
+        for (nq, spnq) in [
+            (None, None),
+            (Some(IDP), None),
+            (None, Some(SP)),
+            (Some(IDP), Some(SP)),
+        ] {
+            let v = build(&strict, IDP, &qualified(nq, spnq));
+            assert_eq!(v.unwrap().subject, "alice@example.com", "{nq:?} {spnq:?}");
+        }
+        for nq in ["https://other-idp.example", "", "https://idp.example.org/"] {
+            let e = build(&strict, IDP, &qualified(Some(nq), Some(SP))).unwrap_err();
+            assert!(matches!(e, SamlError::NameQualifier), "{nq:?}: {e}");
+        }
+        for spnq in ["https://other-sp.example", ""] {
+            let e = build(&strict, IDP, &qualified(Some(IDP), Some(spnq))).unwrap_err();
+            assert!(matches!(e, SamlError::SpNameQualifier), "{spnq:?}: {e}");
+        }
+        // A subject attribute keys the account; the NameID is only the logout principal,
+        // which keeps its qualifiers.
+        let by_attr = cfg(SamlSubject::Attribute("objectGUID".into()));
+        let foreign = qualified(Some("https://other-idp.example"), Some("https://other-sp"));
+        assert_eq!(build(&by_attr, IDP, &foreign).unwrap().subject, "g-1");
+    }
+
+    #[test]
+    fn a_listed_qualifier_is_accepted_and_only_a_listed_one() {
+        let mut listed = cfg(SamlSubject::NameId);
+        listed.accepted_name_qualifiers = vec!["https://idp-old.example".into()];
+        listed.accepted_sp_name_qualifiers = vec!["urn:example:affiliation".into()];
+        let a = qualified(
+            Some("https://idp-old.example"),
+            Some("urn:example:affiliation"),
+        );
+        assert_eq!(
+            build(&listed, IDP, &a).unwrap().subject,
+            "alice@example.com"
+        );
+        let still_ours = qualified(Some(IDP), Some(SP));
+        assert!(build(&listed, IDP, &still_ours).is_ok());
+        let other = qualified(Some("https://idp-other.example"), None);
+        assert!(matches!(
+            build(&listed, IDP, &other),
+            Err(SamlError::NameQualifier)
+        ));
+        // A NameQualifier value is not an SPNameQualifier, nor the reverse.
+        let swapped = qualified(Some("urn:example:affiliation"), None);
+        assert!(matches!(
+            build(&listed, IDP, &swapped),
+            Err(SamlError::NameQualifier)
+        ));
     }
 }

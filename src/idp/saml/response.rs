@@ -223,7 +223,7 @@ fn finish(
         ));
     }
     validate::assertion(&assertion, expect)?;
-    build(cfg, &assertion)
+    build(cfg, expect.idp_entity_id, &assertion)
 }
 
 fn require_signatures(

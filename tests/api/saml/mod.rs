@@ -6,6 +6,7 @@ mod decoys;
 mod login;
 mod logout;
 mod metadata;
+mod resigned;
 
 use crate::helpers::{Browser, TestDb, init_tracing, sessions_toml};
 use jitbridge::config::Config;
