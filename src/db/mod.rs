@@ -333,6 +333,27 @@ pub fn lock_account_row(c: &mut DbConnection, account_id: &str) -> Result<bool, 
     }
 }
 
+/// The account's row, locked as [`lock_account_row`] locks it, in one statement; `None` when
+/// there is no such row.
+pub fn lock_and_read_account(
+    c: &mut DbConnection,
+    account_id: &str,
+) -> Result<Option<models::Account>, DbError> {
+    use diesel::{OptionalExtension, QueryDsl, SelectableHelper};
+    let account = schema::accounts::table.find(account_id);
+    Ok(match c {
+        DbConnection::Postgresql(pg) => account
+            .select(models::Account::as_select())
+            .for_update()
+            .first(pg)
+            .optional()?,
+        DbConnection::Sqlite(sqlite) => account
+            .select(models::Account::as_select())
+            .first(sqlite)
+            .optional()?,
+    })
+}
+
 /// Now, in UTC, at the precision both backends keep (microseconds).
 pub fn now() -> time::PrimitiveDateTime {
     let now = time::OffsetDateTime::now_utc();

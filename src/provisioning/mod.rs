@@ -168,15 +168,11 @@ fn provision_once(
             // Lock the row before deciding anything (PostgreSQL: FOR UPDATE; SQLite: the
             // write transaction is already exclusive). A disable that commits after the lock
             // waits for this transaction; one that committed before is what we read below.
-            if !crate::db::lock_account_row(c, &account_id)? {
+            let Some(acc) = crate::db::lock_and_read_account(c, &account_id)? else {
                 // Purged since the identity read: the retry provisions a new account, as a
                 // login after the purge would.
                 return Err(ProvisionError::AccountGone);
-            }
-            let acc: Account = accounts::table
-                .find(&account_id)
-                .select(Account::as_select())
-                .first(c)?;
+            };
             if acc.status != STATUS_ACTIVE {
                 return Err(ProvisionError::AccountDisabled { account_id });
             }
@@ -302,10 +298,18 @@ fn provision_once(
     };
 
     let (roles_added, roles_removed) = replace_claim_roles(c, &account.id, &profile.roles, at)?;
-    let roles = effective_roles(c, &account.id, at)?;
     // Read under the row lock, with everything this transaction wrote.
     let state =
         crate::session::snapshot::load(c, &account.id)?.ok_or(ProvisionError::AccountGone)?;
+    // The roles that count now (the snapshot holds only those), once each: a role both
+    // mapped from claims and granted by an admin is one role.
+    let roles: Vec<String> = state
+        .roles
+        .iter()
+        .map(|r| r.name.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if !created
         && (!changed_fields.is_empty() || !roles_added.is_empty() || !roles_removed.is_empty())
     {
