@@ -83,6 +83,15 @@ pub(super) fn validate(c: &mut Collector, raw: RawSessions) -> SessionsConfig {
             "remove the key for the 15m default, or set at least \"1m\"",
         );
     }
+    let near_cache_entries = raw.near_cache_entries.unwrap_or(DEFAULT_NEAR_CACHE_ENTRIES);
+    if near_cache_entries > MAX_NEAR_CACHE_ENTRIES {
+        c.push(
+            "sessions.near_cache_entries",
+            Some(&near_cache_entries.to_string()),
+            "is more than a server can hold (its maps are allocated at start)",
+            "set at most 10000000, or 0 to turn the near cache off",
+        );
+    }
     SessionsConfig {
         store,
         redis_url,
@@ -91,10 +100,11 @@ pub(super) fn validate(c: &mut Collector, raw: RawSessions) -> SessionsConfig {
         absolute_timeout,
         login_timeout,
         revocation_window,
-        near_cache_entries: raw.near_cache_entries.unwrap_or(DEFAULT_NEAR_CACHE_ENTRIES),
+        near_cache_entries,
     }
 }
 
 /// Enough for the sessions active on one server at once in most organisations; each entry is
 /// one session record (about a kilobyte with a few dozen roles).
 const DEFAULT_NEAR_CACHE_ENTRIES: usize = 50_000;
+const MAX_NEAR_CACHE_ENTRIES: usize = 10_000_000;

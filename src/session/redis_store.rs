@@ -142,8 +142,15 @@ impl RedisStore {
     /// memory, current through Redis' invalidation messages (see `session::near_cache`); 0
     /// turns it off. Needs a Tokio runtime; for servers, not for one-shot commands.
     pub fn with_near_cache(mut self, entries: usize) -> Self {
-        self.near = NonZeroUsize::new(entries)
-            .map(|n| NearCache::start((*self.info).clone(), &self.prefix, self.timeouts, n));
+        self.near = NonZeroUsize::new(entries).map(|n| {
+            NearCache::start(
+                (*self.info).clone(),
+                self.conn.clone(),
+                &self.prefix,
+                self.timeouts,
+                n,
+            )
+        });
         self
     }
 
@@ -209,11 +216,13 @@ impl RedisStore {
                     Parsed::Record(r) => Some(*r),
                     _ => None,
                 };
-                match near.get(key, parse).await.map_err(unavailable)? {
-                    Lookup::Found(found) => Some(*found),
-                    Lookup::Gone => return Ok(None),
-                    Lookup::Raw(raw) => self.judge_unusable(key, &raw).await?,
-                    Lookup::Unusable => self.read(key).await?,
+                match near.get(key, parse).await {
+                    Ok(Lookup::Found(found)) => Some(*found),
+                    Ok(Lookup::Gone) => return Ok(None),
+                    Ok(Lookup::Raw(raw)) => self.judge_unusable(key, &raw).await?,
+                    // A failed read over the tracking connection is the direct read's to
+                    // judge (it retries, and says whether Redis is down).
+                    Ok(Lookup::Unusable) | Err(_) => self.read(key).await?,
                 }
             }
             None => self.read(key).await?,

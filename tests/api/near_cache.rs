@@ -30,15 +30,15 @@ fn prefix() -> String {
 
 /// A server with a near cache, and another server (or a CLI) without one, on one Redis.
 async fn two_servers(url: &str) -> (SessionStore, SessionStore) {
-    two_servers_at(url, &prefix()).await
+    two_servers_at(url, &prefix(), 600).await
 }
 
-async fn two_servers_at(url: &str, prefix: &str) -> (SessionStore, SessionStore) {
-    let cached = SessionStore::redis(url, prefix, timeouts(600))
+async fn two_servers_at(url: &str, prefix: &str, idle: u64) -> (SessionStore, SessionStore) {
+    let cached = SessionStore::redis(url, prefix, timeouts(idle))
         .await
         .unwrap()
         .with_near_cache(100);
-    let other = SessionStore::redis(url, prefix, timeouts(600))
+    let other = SessionStore::redis(url, prefix, timeouts(idle))
         .await
         .unwrap();
     (serving(cached).await, other)
@@ -177,7 +177,7 @@ async fn a_cut_tracking_connection_empties_the_near_cache_before_it_serves_again
     let redis = PrivateRedis::start();
     let url = redis.url();
     let prefix = prefix();
-    let (cached, _) = two_servers_at(&url, &prefix).await;
+    let (cached, _) = two_servers_at(&url, &prefix, 600).await;
     let id = cached.create(record("cut")).await.unwrap();
     warm(&cached, &id).await;
 
@@ -211,7 +211,11 @@ async fn a_cut_tracking_connection_empties_the_near_cache_before_it_serves_again
             .unwrap();
     }
     // While it is down, the session ends behind its back (no invalidation can reach it).
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while cached.near_cache_stats().unwrap().serving {
+        assert!(Instant::now() < deadline, "the cut was never noticed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let key = format!("{prefix}s:{}", id.store_key());
     let _: () = admin.del(&key).await.unwrap();
     let cached = serving(cached).await;
@@ -246,4 +250,75 @@ async fn a_frozen_redis_stops_the_near_cache_within_its_staleness_bound() {
     // Back: served from memory again once proven.
     let cached = serving(cached).await;
     warm(&cached, &id).await;
+}
+
+/// Regression (review of the near cache): its renewals went over the tracking connection, and
+/// Redis stops watching a key for the client that modifies it (NOLOOP or not) without telling
+/// it, so after the first renewal a logout on another server, an IdP logout or a revocation
+/// of the subject's sessions never reached the cache: the session was served until the next
+/// renewal, or once at any later time before its idle deadline.
+#[tokio::test]
+async fn a_logout_elsewhere_after_this_server_renewed_the_session_still_reaches_it() {
+    // An idle timeout of 20 s renews every 2 s.
+    let (cached, other) = two_servers_at(&crate::helpers::redis_url(), &prefix(), 20).await;
+    let mut ids = vec![];
+    for account in ["renew-logout", "renew-idp", "renew-subject"] {
+        let mut r = record(account);
+        r.idp_session = Some(format!("sid-{account}"));
+        let id = cached.create(r).await.unwrap();
+        warm(&cached, &id).await;
+        ids.push(id);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for id in &ids {
+        // This use renews; the next ones are served from memory again.
+        assert!(cached.get(id).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        warm(&cached, id).await;
+    }
+    other.delete(&ids[0]).await.unwrap();
+    until_seen(&cached, &ids[0], |r| r.is_none()).await;
+    other
+        .revoke_idp_session("c", "sid-renew-idp")
+        .await
+        .unwrap();
+    until_seen(&cached, &ids[1], |r| r.is_none()).await;
+    assert!(cached.get(&ids[2]).await.unwrap().is_some(), "only its own");
+    other.revoke_account("renew-subject", None).await.unwrap();
+    until_seen(&cached, &ids[2], |r| r.is_none()).await;
+}
+
+/// A stranger's random cookies name no session: the cache must not ask Redis to watch those
+/// keys (Redis tracks even keys that do not exist, in a table that counts against its memory).
+#[tokio::test]
+async fn random_cookies_are_not_watched_by_redis() {
+    let redis = PrivateRedis::start();
+    let (cached, _) = two_servers_at(&redis.url(), &prefix(), 600).await;
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let tracked = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("tracking_total_keys:"))
+            .expect("INFO stats reports tracking_total_keys")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let info = || redis::cmd("INFO").arg("stats").to_owned();
+    let before = tracked(info().query_async(&mut admin).await.unwrap());
+    for _ in 0..200 {
+        assert!(cached.get(&SessionId::generate()).await.unwrap().is_none());
+    }
+    let id = cached.create(record("real")).await.unwrap();
+    warm(&cached, &id).await;
+    let after = tracked(info().query_async(&mut admin).await.unwrap());
+    // The real session's record, epoch and snapshot keys, and the probe key, at most.
+    assert!(
+        after <= before + 4,
+        "Redis watches {} more keys after 200 random cookies",
+        after - before
+    );
 }

@@ -1,0 +1,584 @@
+//! The near cache of Redis sessions: each server keeps the sessions it served in memory, so
+//! that `/auth/verify` answers without a Redis round trip, and Redis tells it at once when one
+//! of them changes (server-assisted client-side caching: RESP3 `CLIENT TRACKING`).
+//!
+//! Revocation is what jitbridge is for, so a cached answer must be exactly as strict as asking
+//! Redis, up to the time an invalidation message takes to arrive:
+//! 1. Entries are filled only by reads over the tracking connection (opt-in tracking, so that
+//!    only keys that exist are tracked: a stranger's random cookies cannot fill Redis'
+//!    tracking table), whose invalidation messages arrive in order with its replies and are
+//!    handled in its read loop. A read registers its keys before it is sent; an invalidation
+//!    of a registered key marks the read stale, and a stale read is answered (it is what
+//!    Redis held when it ran) but not cached. (redis-rs' own `cache-aio` inserts a reply
+//!    without that check, so an invalidation that arrives between the reply and the insert is
+//!    lost and the entry stays stale until its TTL: a revoked session could keep working.
+//!    That is why this module exists.)
+//! 2. The tracking connection never writes: Redis forgets a client's tracking of a key that
+//!    client modifies itself, without telling it, so a write of its own would leave that key
+//!    unwatched. Renewals and probes go over the store's main connection, and their
+//!    invalidations evict like anyone else's.
+//! 3. Entries are served only while the channel is proven current ([`tracking`]): four times
+//!    a second the main connection writes a probe key the tracking connection watches, and
+//!    the probe's invalidation must come back. It comes after every invalidation of writes
+//!    applied before it, on the server the writes go to (not merely a server that answers),
+//!    so a probe written at T proves that the cache reflects every write before T. Entries
+//!    are served only while T is less than [`STALENESS_BOUND`] ago: a stalled, cut or
+//!    misrouted connection (the main connection failed over, the tracking one did not) turns
+//!    the cache off, never stale.
+//! 4. A disconnection, a FLUSHALL/FLUSHDB or a new connection empties the cache, and a read
+//!    made over an older connection is never cached.
+//! 5. This server's own writes that end sessions or change an account evict what they know at
+//!    once, then run a probe ([`NearCache::barrier`]), so that a request right after a local
+//!    logout or disable never sees the old state.
+//! 6. Idle renewals (`PEXPIRE`) of a served session are sent at most every `renew_every` (a
+//!    tenth of the idle timeout, at most [`MAX_RENEW_EVERY`]), and only when no server renewed
+//!    it more recently; each evicts the entry (point 2), which the next request reads again.
+//!    An entry's idle deadline is what Redis' own expiry was when the read was sent, so a
+//!    session may end up to `renew_every` before its idle timeout, never after.
+
+mod tracking;
+
+use super::snapshot::AccountState;
+use super::{SessionRecord, Timeouts};
+use lru::LruCache;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{ConnectionInfo, PushInfo, PushKind, Value};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How old the last returned probe may be for cached entries to be served: the longest a
+/// change can go unseen by this server when its invalidation message is lost.
+pub(super) const STALENESS_BOUND: Duration = Duration::from_secs(1);
+const MAX_RENEW_EVERY: Duration = Duration::from_secs(30);
+
+/// What a read found for a session: its record, its account's epoch and snapshot.
+#[derive(Clone)]
+pub(super) struct Found {
+    pub record: SessionRecord,
+    pub epoch: Option<i64>,
+    pub state: Option<Arc<AccountState>>,
+}
+
+/// The near cache; cheap to clone.
+#[derive(Clone)]
+pub(super) struct NearCache {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    prefix: String,
+    idle: Duration,
+    renew_every: Duration,
+    state: Mutex<State>,
+    origin: Instant,
+    /// The store's connection: renewals and probes (the tracking connection never writes).
+    /// `None` only in unit tests.
+    main: Option<ConnectionManager>,
+    /// This process's probe key (see [`tracking`]).
+    probe_key: String,
+    /// One probe at a time: each watches the probe key again, then writes it.
+    probing: tokio::sync::Mutex<()>,
+    probed: tokio::sync::Notify,
+    /// Set when the server refuses tracking: the cache stays off for good.
+    unsupported: AtomicBool,
+    hits: AtomicU64,
+    fills: AtomicU64,
+}
+
+/// What the near cache did so far (for operators and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearCacheStats {
+    /// Whether it serves entries now (its invalidation channel is proven current).
+    pub serving: bool,
+    /// Requests answered from memory.
+    pub hits: u64,
+    /// Requests it read from Redis over its tracking connection.
+    pub fills: u64,
+}
+
+/// The tracking connection and the id its pushes carry.
+#[derive(Clone)]
+struct Tracking {
+    conn: MultiplexedConnection,
+    id: u64,
+}
+
+struct State {
+    sessions: LruCache<String, CachedSession>,
+    accounts: LruCache<String, CachedAccount>,
+    /// Redis keys being read to fill the cache, with whether an invalidation hit them since.
+    reads: HashMap<String, InFlight>,
+    /// Bumped by every flush: a read started before it never fills the cache.
+    stamp: u64,
+    tracking: Option<Tracking>,
+    /// The id of the installed tracking connection (0: none); ids only grow.
+    current: u64,
+    last_id: u64,
+    /// Milliseconds since `origin` at which the last probe that came back over the current
+    /// connection was written; 0 when it is not proven.
+    proven_ms: u64,
+    /// Probe invalidations seen on the current connection.
+    probes_seen: u64,
+}
+
+struct InFlight {
+    readers: u32,
+    stale: bool,
+}
+
+#[derive(Clone)]
+struct CachedSession {
+    record: SessionRecord,
+    /// When Redis expires the record unless renewed, as it stood when the read was sent (a
+    /// renewal by any server evicts the entry).
+    idle_deadline: Instant,
+    renewed_at: Instant,
+}
+
+#[derive(Clone)]
+struct CachedAccount {
+    epoch: Option<i64>,
+    state: Option<Arc<AccountState>>,
+}
+
+/// A read in progress over connection `connection`: its registered keys, released when it ends
+/// (also on error or cancellation).
+struct Registration<'a> {
+    shared: &'a Shared,
+    keys: Vec<String>,
+    stamp: u64,
+    connection: u64,
+}
+
+impl Registration<'_> {
+    fn add(&mut self, key: String) {
+        let mut state = self.shared.lock();
+        state
+            .reads
+            .entry(key.clone())
+            .and_modify(|r| r.readers += 1)
+            .or_insert(InFlight {
+                readers: 1,
+                stale: false,
+            });
+        self.keys.push(key);
+    }
+
+    /// Whether none of `keys` was invalidated since it was registered, the cache was not
+    /// flushed and the read's connection is still the current one.
+    fn fresh(&self, state: &State, keys: &[&String]) -> bool {
+        state.stamp == self.stamp
+            && state.current == self.connection
+            && keys
+                .iter()
+                .all(|k| state.reads.get(k.as_str()).is_some_and(|r| !r.stale))
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        for key in self.keys.drain(..) {
+            if let Some(r) = state.reads.get_mut(&key) {
+                r.readers -= 1;
+                if r.readers == 0 {
+                    state.reads.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// What [`NearCache::get`] could do.
+pub(super) enum Lookup {
+    /// The session's record (parsed) with its account's epoch and snapshot, cached or read.
+    Found(Box<Found>),
+    /// No record under the key.
+    Gone,
+    /// A record the caller must judge itself (newer format, unreadable): the raw text.
+    Raw(String),
+    /// The cache cannot answer (no proven tracking connection, or a value it does not cache,
+    /// such as a damaged epoch): read Redis directly.
+    Unusable,
+}
+
+impl NearCache {
+    /// Starts the cache and its tracking connection (in the background: until it is proven,
+    /// [`Self::get`] says [`Lookup::Unusable`]). Needs a Tokio runtime.
+    pub(super) fn start(
+        info: ConnectionInfo,
+        main: ConnectionManager,
+        prefix: &str,
+        timeouts: Timeouts,
+        capacity: NonZeroUsize,
+    ) -> Self {
+        let shared = Arc::new(Shared::new(prefix, timeouts, capacity, Some(main)));
+        tokio::spawn(tracking::keep(Arc::downgrade(&shared), info));
+        Self { shared }
+    }
+
+    /// The session under `key`: from the cache when it holds it and the channel is proven,
+    /// else read over the tracking connection (and cached when no invalidation crossed the
+    /// read). `parse` reads a stored record (`None`: the caller must judge the raw text).
+    pub(super) async fn get(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> Option<SessionRecord>,
+    ) -> Result<Lookup, redis::RedisError> {
+        let s = &*self.shared;
+        let Some(tracking) = s.proven() else {
+            return Ok(Lookup::Unusable);
+        };
+        let now = Instant::now();
+        let (hit, renew) = {
+            let mut guard = s.lock();
+            let state = &mut *guard;
+            let account = |state: &mut State, id: &str| {
+                state.accounts.get(id).map(|a| (a.epoch, a.state.clone()))
+            };
+            match state
+                .sessions
+                .get(key)
+                .map(|e| (e.idle_deadline, e.record.account.id.clone()))
+            {
+                Some((deadline, _)) if deadline <= now => {
+                    state.sessions.pop(key);
+                    (None, false)
+                }
+                Some((_, id)) => match account(state, &id) {
+                    Some((epoch, snapshot)) => {
+                        let entry = state.sessions.get_mut(key).expect("looked up above");
+                        let renew = now.duration_since(entry.renewed_at) >= s.renew_every;
+                        if renew {
+                            // One renewal at a time for the entry.
+                            entry.renewed_at = now;
+                        }
+                        let found = Found {
+                            record: entry.record.clone(),
+                            epoch,
+                            state: snapshot,
+                        };
+                        (Some(found), renew)
+                    }
+                    None => (None, false),
+                },
+                None => (None, false),
+            }
+        };
+        if let Some(found) = hit {
+            s.hits.fetch_add(1, Ordering::Relaxed);
+            if renew {
+                let this = self.clone();
+                let key = key.to_string();
+                tokio::spawn(async move { this.renew(&key).await });
+            }
+            return Ok(Lookup::Found(Box::new(found)));
+        }
+        self.fill(tracking, key, parse).await
+    }
+
+    /// Reads a session and its account over the tracking connection, caching what no
+    /// invalidation crossed.
+    async fn fill(
+        &self,
+        tracking: Tracking,
+        key: &str,
+        parse: impl Fn(&str) -> Option<SessionRecord>,
+    ) -> Result<Lookup, redis::RedisError> {
+        let s = &*self.shared;
+        s.fills.fetch_add(1, Ordering::Relaxed);
+        let mut conn = tracking.conn;
+        let record_key = s.key("s", key);
+        let mut read = s.register(tracking.id);
+        read.add(record_key.clone());
+        let sent = Instant::now();
+        // Untracked: whether there is a record at all (a stranger's cookie names none).
+        let (raw, pttl): (Option<String>, i64) = redis::pipe()
+            .get(&record_key)
+            .pttl(&record_key)
+            .query_async(&mut conn)
+            .await?;
+        let Some(raw) = raw else {
+            return Ok(Lookup::Gone);
+        };
+        let Some(record) = parse(&raw) else {
+            return Ok(Lookup::Raw(raw));
+        };
+        let id = record.account.id.clone();
+        let (epoch_key, state_key) = (s.key("e", &id), s.key("k", &id));
+        read.add(epoch_key.clone());
+        read.add(state_key.clone());
+        // Tracked from here: the record again and the account's keys.
+        let (tracked, (epoch_raw, state_raw)): (Option<String>, (Option<String>, Option<String>)) =
+            redis::pipe()
+                .cmd("CLIENT")
+                .arg("CACHING")
+                .arg("YES")
+                .ignore()
+                .get(&record_key)
+                .cmd("CLIENT")
+                .arg("CACHING")
+                .arg("YES")
+                .ignore()
+                .mget(&[&epoch_key, &state_key])
+                .query_async(&mut conn)
+                .await?;
+        let record = match tracked {
+            None => return Ok(Lookup::Gone),
+            Some(same) if same == raw => record,
+            // Rewritten in between (records are written once, so this is someone else's).
+            Some(other) => match parse(&other) {
+                Some(r) if r.account.id == id => r,
+                _ => return Ok(Lookup::Raw(other)),
+            },
+        };
+        let epoch = match epoch_raw.as_deref() {
+            None | Some("") => None,
+            Some(e) => match e.parse::<i64>() {
+                Ok(e) => Some(e),
+                // A damaged epoch: the direct read reports it.
+                Err(_) => return Ok(Lookup::Unusable),
+            },
+        };
+        let state = state_raw
+            .as_deref()
+            .and_then(AccountState::decode)
+            .map(Arc::new);
+        let left = Duration::from_millis(pttl.max(0) as u64);
+        // When some server last renewed it, as far as its time left tells.
+        let renewed_at = sent
+            .checked_sub(s.idle.saturating_sub(left))
+            .unwrap_or(s.origin);
+        let found = Found {
+            record,
+            epoch,
+            state,
+        };
+        s.keep(
+            &read,
+            key,
+            CachedSession {
+                record: found.record.clone(),
+                idle_deadline: sent + left,
+                renewed_at,
+            },
+            CachedAccount {
+                epoch: found.epoch,
+                state: found.state.clone(),
+            },
+        );
+        drop(read);
+        // Renew unless some server did within `renew_every`; the renewal's invalidation evicts
+        // the entry just kept, and the next request reads it again, with its new deadline.
+        if pttl >= 0 && left + s.renew_every < s.idle {
+            self.renew(key).await;
+        }
+        Ok(Lookup::Found(Box::new(found)))
+    }
+
+    /// Pushes the session's idle expiry forward, over the main connection.
+    async fn renew(&self, key: &str) {
+        let s = &*self.shared;
+        let Some(mut main) = s.main.clone() else {
+            return;
+        };
+        let renewed: Result<bool, _> = redis::cmd("PEXPIRE")
+            .arg(s.key("s", key))
+            .arg(s.idle.as_millis() as u64)
+            .query_async(&mut main)
+            .await;
+        if !matches!(renewed, Ok(true)) {
+            // Gone from Redis (its invalidation is on its way too), or the renewal failed: the
+            // entry's deadline is the old one either way; forget it, to be sure.
+            s.lock().sessions.pop(key);
+        }
+    }
+
+    /// Forgets the session (this server ended it).
+    pub(super) fn evict_session(&self, key: &str) {
+        self.shared.lock().sessions.pop(key);
+    }
+
+    /// Forgets the account's epoch and snapshot (this server changed them): its sessions are
+    /// read again on their next use.
+    pub(super) fn evict_account(&self, account_id: &str) {
+        self.shared.lock().accounts.pop(account_id);
+    }
+
+    /// Waits until every invalidation of writes this server made before now has been handled
+    /// (a probe). Call after a write whose effect this server's next requests must see. A
+    /// failed barrier turns the cache off until the channel is proven again.
+    pub(super) async fn barrier(&self) {
+        tracking::probe(&self.shared).await;
+    }
+
+    pub(super) fn stats(&self) -> NearCacheStats {
+        let s = &*self.shared;
+        NearCacheStats {
+            serving: s.proven().is_some(),
+            hits: s.hits.load(Ordering::Relaxed),
+            fills: s.fills.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Shared {
+    fn new(
+        prefix: &str,
+        timeouts: Timeouts,
+        capacity: NonZeroUsize,
+        main: Option<ConnectionManager>,
+    ) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            idle: timeouts.idle.max(Duration::from_secs(1)),
+            renew_every: (timeouts.idle / 10).min(MAX_RENEW_EVERY),
+            state: Mutex::new(State {
+                sessions: LruCache::new(capacity),
+                accounts: LruCache::new(capacity),
+                reads: HashMap::new(),
+                stamp: 0,
+                tracking: None,
+                current: 0,
+                last_id: 0,
+                proven_ms: 0,
+                probes_seen: 0,
+            }),
+            origin: Instant::now(),
+            main,
+            probe_key: format!("{prefix}nc:{}", uuid::Uuid::new_v4().simple()),
+            probing: tokio::sync::Mutex::new(()),
+            probed: tokio::sync::Notify::new(),
+            unsupported: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            fills: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Each update under the lock is one map operation, so a panic cannot leave an entry
+        // half-written; but be strict: start over empty, on a connection to be proven again.
+        self.state.lock().unwrap_or_else(|poisoned| {
+            let mut state = poisoned.into_inner();
+            flush(&mut state);
+            state.proven_ms = 0;
+            self.state.clear_poison();
+            state
+        })
+    }
+
+    fn key(&self, kind: &str, k: &str) -> String {
+        format!("{}{kind}:{k}", self.prefix)
+    }
+
+    /// Caches what `read` found unless an invalidation crossed it: the session if its record
+    /// key was not invalidated, its account if neither the epoch nor the snapshot key was.
+    fn keep(&self, read: &Registration, key: &str, session: CachedSession, account: CachedAccount) {
+        let id = session.record.account.id.clone();
+        let (record_key, epoch_key, state_key) =
+            (self.key("s", key), self.key("e", &id), self.key("k", &id));
+        let mut state = self.lock();
+        if read.fresh(&state, &[&record_key]) {
+            state.sessions.put(key.to_string(), session);
+        }
+        if read.fresh(&state, &[&epoch_key, &state_key]) {
+            state.accounts.put(id, account);
+        }
+    }
+
+    fn register(&self, connection: u64) -> Registration<'_> {
+        let stamp = self.lock().stamp;
+        Registration {
+            shared: self,
+            keys: Vec::with_capacity(3),
+            stamp,
+            connection,
+        }
+    }
+
+    /// The tracking connection, if the last returned probe is recent enough.
+    fn proven(&self) -> Option<Tracking> {
+        let state = self.lock();
+        if state.proven_ms == 0 {
+            return None;
+        }
+        let age = (self.origin.elapsed().as_millis() as u64).saturating_sub(state.proven_ms);
+        if Duration::from_millis(age) >= STALENESS_BOUND {
+            return None;
+        }
+        state.tracking.clone()
+    }
+
+    /// The connection `id` failed: drop it, and everything it vouched for.
+    fn lose(&self, id: u64) {
+        let mut state = self.lock();
+        if id != 0 && state.current == id {
+            state.tracking = None;
+            state.current = 0;
+            state.proven_ms = 0;
+            flush(&mut state);
+        }
+    }
+
+    /// A message Redis pushed on the tracking connection `id`.
+    fn on_push(&self, id: u64, info: PushInfo) {
+        match info.kind {
+            PushKind::Invalidate => match info.data.first() {
+                Some(Value::Array(keys)) => {
+                    let mut probed = false;
+                    let mut state = self.lock();
+                    for key in keys {
+                        match redis::from_redis_value_ref::<String>(key) {
+                            Ok(key) if key == self.probe_key => {
+                                if id == state.current {
+                                    state.probes_seen += 1;
+                                    probed = true;
+                                }
+                            }
+                            Ok(key) => self.invalidate(&mut state, &key),
+                            // A key we cannot name: be safe.
+                            Err(_) => flush(&mut state),
+                        }
+                    }
+                    drop(state);
+                    if probed {
+                        self.probed.notify_waiters();
+                    }
+                }
+                // FLUSHALL / FLUSHDB, or a shape we do not know.
+                _ => flush(&mut self.lock()),
+            },
+            PushKind::Disconnection => self.lose(id),
+            _ => {}
+        }
+    }
+
+    fn invalidate(&self, state: &mut State, key: &str) {
+        if let Some(r) = state.reads.get_mut(key) {
+            r.stale = true;
+        }
+        let Some(rest) = key.strip_prefix(self.prefix.as_str()) else {
+            return;
+        };
+        if let Some(session) = rest.strip_prefix("s:") {
+            state.sessions.pop(session);
+        } else if let Some(account) = rest.strip_prefix("e:").or_else(|| rest.strip_prefix("k:")) {
+            state.accounts.pop(account);
+        }
+    }
+}
+
+fn flush(state: &mut State) {
+    state.sessions.clear();
+    state.accounts.clear();
+    state.stamp += 1;
+    for r in state.reads.values_mut() {
+        r.stale = true;
+    }
+}
+
+#[cfg(test)]
+mod tests;
