@@ -46,7 +46,7 @@ use redis::{ConnectionInfo, PushInfo, PushKind, Value};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// How old the last returned probe may be for cached entries to be served: the longest a
@@ -72,7 +72,7 @@ struct Shared {
     prefix: String,
     idle: Duration,
     renew_every: Duration,
-    state: Mutex<State>,
+    state: RwLock<State>,
     origin: Instant,
     /// The store's connection: renewals and probes (the tracking connection never writes).
     /// `None` only in unit tests.
@@ -129,13 +129,13 @@ struct InFlight {
     stale: bool,
 }
 
-#[derive(Clone)]
 struct CachedSession {
-    record: SessionRecord,
+    record: Arc<SessionRecord>,
     /// When Redis expires the record unless renewed, as it stood when the read was sent (a
     /// renewal by any server evicts the entry).
     idle_deadline: Instant,
-    renewed_at: Instant,
+    /// Milliseconds since `origin` of the last renewal (by any server, as far as known).
+    renewed_ms: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -229,54 +229,48 @@ impl NearCache {
         parse: impl Fn(&str) -> Option<SessionRecord>,
     ) -> Result<Lookup, redis::RedisError> {
         let s = &*self.shared;
-        let Some(tracking) = s.proven() else {
-            return Ok(Lookup::Unusable);
-        };
         let now = Instant::now();
-        let (hit, renew) = {
-            let mut guard = s.lock();
-            let state = &mut *guard;
-            let account = |state: &mut State, id: &str| {
-                state.accounts.get(id).map(|a| (a.epoch, a.state.clone()))
-            };
-            match state
+        let now_ms = s.millis(now);
+        let tracking = {
+            // Shared with the other workers: nothing here writes (a hit does not reorder the
+            // LRU; the renewal mark is atomic), and the record is cloned after the lock.
+            let state = s.read();
+            if !s.is_proven(&state, now_ms) {
+                return Ok(Lookup::Unusable);
+            }
+            let hit = state
                 .sessions
-                .get(key)
-                .map(|e| (e.idle_deadline, e.record.account.id.clone()))
-            {
-                Some((deadline, _)) if deadline <= now => {
-                    state.sessions.pop(key);
-                    (None, false)
+                .peek(key)
+                .filter(|e| e.idle_deadline > now)
+                .and_then(|e| {
+                    let a = state.accounts.peek(e.record.account.id.as_str())?;
+                    let last = e.renewed_ms.load(Ordering::Relaxed);
+                    // One renewal at a time for the entry: whoever moves the mark renews.
+                    let renew = now_ms.saturating_sub(last) >= s.renew_every.as_millis() as u64
+                        && e.renewed_ms
+                            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok();
+                    Some((e.record.clone(), a.epoch, a.state.clone(), renew))
+                });
+            if let Some((record, epoch, snapshot, renew)) = hit {
+                drop(state);
+                s.hits.fetch_add(1, Ordering::Relaxed);
+                if renew {
+                    let this = self.clone();
+                    let key = key.to_string();
+                    tokio::spawn(async move { this.renew(&key).await });
                 }
-                Some((_, id)) => match account(state, &id) {
-                    Some((epoch, snapshot)) => {
-                        let entry = state.sessions.get_mut(key).expect("looked up above");
-                        let renew = now.duration_since(entry.renewed_at) >= s.renew_every;
-                        if renew {
-                            // One renewal at a time for the entry.
-                            entry.renewed_at = now;
-                        }
-                        let found = Found {
-                            record: entry.record.clone(),
-                            epoch,
-                            state: snapshot,
-                        };
-                        (Some(found), renew)
-                    }
-                    None => (None, false),
-                },
-                None => (None, false),
+                return Ok(Lookup::Found(Box::new(Found {
+                    record: (*record).clone(),
+                    epoch,
+                    state: snapshot,
+                })));
+            }
+            match state.tracking.clone() {
+                Some(t) => t,
+                None => return Ok(Lookup::Unusable),
             }
         };
-        if let Some(found) = hit {
-            s.hits.fetch_add(1, Ordering::Relaxed);
-            if renew {
-                let this = self.clone();
-                let key = key.to_string();
-                tokio::spawn(async move { this.renew(&key).await });
-            }
-            return Ok(Lookup::Found(Box::new(found)));
-        }
         self.fill(tracking, key, parse).await
     }
 
@@ -349,9 +343,9 @@ impl NearCache {
             .map(Arc::new);
         let left = Duration::from_millis(pttl.max(0) as u64);
         // When some server last renewed it, as far as its time left tells.
-        let renewed_at = sent
-            .checked_sub(s.idle.saturating_sub(left))
-            .unwrap_or(s.origin);
+        let renewed_ms = s
+            .millis(sent)
+            .saturating_sub(s.idle.saturating_sub(left).as_millis() as u64);
         let found = Found {
             record,
             epoch,
@@ -361,9 +355,9 @@ impl NearCache {
             &read,
             key,
             CachedSession {
-                record: found.record.clone(),
+                record: Arc::new(found.record.clone()),
                 idle_deadline: sent + left,
-                renewed_at,
+                renewed_ms: AtomicU64::new(renewed_ms),
             },
             CachedAccount {
                 epoch: found.epoch,
@@ -436,7 +430,7 @@ impl Shared {
             prefix: prefix.to_string(),
             idle: timeouts.idle.max(Duration::from_secs(1)),
             renew_every: (timeouts.idle / 10).min(MAX_RENEW_EVERY),
-            state: Mutex::new(State {
+            state: RwLock::new(State {
                 sessions: LruCache::new(capacity),
                 accounts: LruCache::new(capacity),
                 reads: HashMap::new(),
@@ -458,16 +452,40 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    /// The state, to change it.
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         // Each update under the lock is one map operation, so a panic cannot leave an entry
         // half-written; but be strict: start over empty, on a connection to be proven again.
-        self.state.lock().unwrap_or_else(|poisoned| {
+        self.state.write().unwrap_or_else(|poisoned| {
             let mut state = poisoned.into_inner();
             flush(&mut state);
             state.proven_ms = 0;
             self.state.clear_poison();
             state
         })
+    }
+
+    /// The state, to read it.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        match self.state.read() {
+            Ok(state) => state,
+            Err(_) => {
+                // Poisoned: empty it first (see `lock`).
+                drop(self.lock());
+                self.state.read().unwrap_or_else(|p| p.into_inner())
+            }
+        }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Whether the last returned probe was written less than [`STALENESS_BOUND`] before
+    /// `now_ms`.
+    fn is_proven(&self, state: &State, now_ms: u64) -> bool {
+        state.proven_ms != 0
+            && Duration::from_millis(now_ms.saturating_sub(state.proven_ms)) < STALENESS_BOUND
     }
 
     fn key(&self, kind: &str, k: &str) -> String {
@@ -490,7 +508,7 @@ impl Shared {
     }
 
     fn register(&self, connection: u64) -> Registration<'_> {
-        let stamp = self.lock().stamp;
+        let stamp = self.read().stamp;
         Registration {
             shared: self,
             keys: Vec::with_capacity(3),
@@ -501,12 +519,8 @@ impl Shared {
 
     /// The tracking connection, if the last returned probe is recent enough.
     fn proven(&self) -> Option<Tracking> {
-        let state = self.lock();
-        if state.proven_ms == 0 {
-            return None;
-        }
-        let age = (self.origin.elapsed().as_millis() as u64).saturating_sub(state.proven_ms);
-        if Duration::from_millis(age) >= STALENESS_BOUND {
+        let state = self.read();
+        if !self.is_proven(&state, self.millis(Instant::now())) {
             return None;
         }
         state.tracking.clone()

@@ -19,7 +19,7 @@ fn shared() -> Shared {
 
 fn session(account: &str) -> CachedSession {
     CachedSession {
-        record: SessionRecord {
+        record: Arc::new(SessionRecord {
             account: AccountSnapshot {
                 id: account.into(),
                 username: "u".into(),
@@ -36,9 +36,9 @@ fn session(account: &str) -> CachedSession {
             idp_logout_ref: None,
             created_at: 0,
             expires_at: i64::MAX,
-        },
+        }),
         idle_deadline: Instant::now() + Duration::from_secs(60),
-        renewed_at: Instant::now(),
+        renewed_ms: AtomicU64::new(0),
     }
 }
 
