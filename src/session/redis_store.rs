@@ -154,8 +154,8 @@ impl RedisStore {
         self
     }
 
-    /// After a write of this server that ends sessions or changes an account: its next
-    /// requests must see it, whatever the near cache held.
+    /// After a write of this server that ends sessions it cannot name (an IdP session's): its
+    /// next requests must see it, whatever the near cache held.
     async fn settle(&self) {
         if let Some(near) = &self.near {
             near.barrier().await;
@@ -324,12 +324,13 @@ impl RedisStore {
         self.near.as_ref().map(NearCache::stats)
     }
 
-    /// After this server changed the account's epoch or snapshot (or tried to).
+    /// After this server changed the account's epoch or snapshot (or tried to): its own next
+    /// requests see the change (the eviction also spoils reads in flight), whenever Redis'
+    /// invalidation arrives.
     async fn account_changed(&self, account_id: &str) {
         if let Some(near) = &self.near {
             near.evict_account(account_id);
         }
-        self.settle().await;
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), SessionError> {
@@ -337,7 +338,6 @@ impl RedisStore {
         if let Some(near) = &self.near {
             near.evict_session(key);
         }
-        self.settle().await;
         ended
     }
 

@@ -13,7 +13,7 @@ const REACHES_WITHIN: Duration = Duration::from_secs(1);
 
 /// Waits until the store's near cache serves (its tracking connection is proven).
 pub async fn serving(store: SessionStore) -> SessionStore {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !store.near_cache_stats().is_some_and(|s| s.serving) {
         assert!(
             Instant::now() < deadline,
@@ -46,14 +46,19 @@ async fn two_servers_at(url: &str, prefix: &str, idle: u64) -> (SessionStore, Se
 
 /// Reads the session until it is served from memory.
 async fn warm(s: &SessionStore, id: &SessionId) {
-    for _ in 0..50 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
         let before = s.near_cache_stats().unwrap().hits;
         assert!(s.get(id).await.unwrap().is_some(), "the session is live");
         if s.near_cache_stats().unwrap().hits > before {
             return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the session is never served from the near cache"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("the session is never served from the near cache");
 }
 
 /// Polls the cached server until `gone` says the change reached it; returns how long it took.
@@ -147,6 +152,7 @@ async fn what_another_server_ends_or_changes_reaches_a_cached_session_at_once() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revocation_racing_the_read_that_fills_the_cache_is_never_lost() {
     let (cached, other) = two_servers(&crate::helpers::redis_url()).await;
+    let before = cached.near_cache_stats().unwrap();
     for i in 0..200 {
         let account = format!("race-{i}");
         let id = cached.create(record(&account)).await.unwrap();
@@ -165,6 +171,11 @@ async fn a_revocation_racing_the_read_that_fills_the_cache_is_never_lost() {
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert!(cached.get(&id).await.unwrap().is_none(), "round {i}");
     }
+    let after = cached.near_cache_stats().unwrap();
+    assert!(
+        after.fills >= before.fills + 200,
+        "the racing reads went through the near cache: {before:?} -> {after:?}"
+    );
 }
 
 /// A cut tracking connection loses the invalidations sent while it is down: the cache must
@@ -186,6 +197,7 @@ async fn a_cut_tracking_connection_empties_the_near_cache_before_it_serves_again
         .get_multiplexed_async_connection()
         .await
         .unwrap();
+    let connections = cached.near_cache_stats().unwrap().connections;
     // Tracking clients show the `t` flag: cut them, as a network cut would.
     let clients: String = redis::cmd("CLIENT")
         .arg("LIST")
@@ -211,13 +223,13 @@ async fn a_cut_tracking_connection_empties_the_near_cache_before_it_serves_again
             .unwrap();
     }
     // While it is down, the session ends behind its back (no invalidation can reach it).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while cached.near_cache_stats().unwrap().serving {
+    let key = format!("{prefix}s:{}", id.store_key());
+    let _: () = admin.del(&key).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cached.near_cache_stats().unwrap().connections <= connections {
         assert!(Instant::now() < deadline, "the cut was never noticed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let key = format!("{prefix}s:{}", id.store_key());
-    let _: () = admin.del(&key).await.unwrap();
     let cached = serving(cached).await;
     assert!(
         cached.get(&id).await.unwrap().is_none(),
@@ -260,7 +272,8 @@ async fn a_frozen_redis_stops_the_near_cache_within_its_staleness_bound() {
 #[tokio::test]
 async fn a_logout_elsewhere_after_this_server_renewed_the_session_still_reaches_it() {
     // An idle timeout of 20 s renews every 2 s.
-    let (cached, other) = two_servers_at(&crate::helpers::redis_url(), &prefix(), 20).await;
+    let prefix = prefix();
+    let (cached, other) = two_servers_at(&crate::helpers::redis_url(), &prefix, 20).await;
     let mut ids = vec![];
     for account in ["renew-logout", "renew-idp", "renew-subject"] {
         let mut r = record(account);
@@ -270,10 +283,24 @@ async fn a_logout_elsewhere_after_this_server_renewed_the_session_still_reaches_
         ids.push(id);
     }
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut admin = redis::Client::open(crate::helpers::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     for id in &ids {
         // This use renews; the next ones are served from memory again.
         assert!(cached.get(id).await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{prefix}s:{}", id.store_key()))
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(
+            pttl > 19_000,
+            "the use renewed the session (PTTL {pttl} ms)"
+        );
         warm(&cached, id).await;
     }
     other.delete(&ids[0]).await.unwrap();
@@ -321,4 +348,34 @@ async fn random_cookies_are_not_watched_by_redis() {
         "Redis watches {} more keys after 200 random cookies",
         after - before
     );
+}
+
+/// This server's own revocations are seen by its very next request, whenever Redis'
+/// invalidation arrives: a logout, a disable, and an IdP logout whose sessions only Redis can
+/// name (a barrier then waits for the invalidations).
+#[tokio::test]
+async fn what_this_server_ends_is_refused_by_its_very_next_request() {
+    let (cached, _) = two_servers(&crate::helpers::redis_url()).await;
+    for (n, end) in ["logout", "disable", "idp logout"].into_iter().enumerate() {
+        let mut r = record(&format!("self-{n}"));
+        r.idp_session = Some(format!("sid-self-{n}"));
+        let id = cached.create(r).await.unwrap();
+        warm(&cached, &id).await;
+        match end {
+            "logout" => cached.delete(&id).await.unwrap(),
+            "disable" => {
+                cached
+                    .revoke_account(&format!("self-{n}"), Some(1))
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                cached
+                    .revoke_idp_session("c", &format!("sid-self-{n}"))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(cached.get(&id).await.unwrap().is_none(), "{end}");
+    }
 }

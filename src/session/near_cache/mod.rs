@@ -53,6 +53,8 @@ use std::time::{Duration, Instant};
 /// change can go unseen by this server when its invalidation message is lost.
 pub(super) const STALENESS_BOUND: Duration = Duration::from_secs(1);
 const MAX_RENEW_EVERY: Duration = Duration::from_secs(30);
+/// The longest an entry is served without being read again (see [`CachedSession`]).
+const MAX_ENTRY_AGE: Duration = Duration::from_secs(30);
 
 /// What a read found for a session: its record, its account's epoch and snapshot.
 #[derive(Clone)]
@@ -72,6 +74,8 @@ struct Shared {
     prefix: String,
     idle: Duration,
     renew_every: Duration,
+    /// How long an entry is served before it is read again, invalidation or not.
+    max_age: Duration,
     state: RwLock<State>,
     origin: Instant,
     /// The store's connection: renewals and probes (the tracking connection never writes).
@@ -97,6 +101,8 @@ pub struct NearCacheStats {
     pub hits: u64,
     /// Requests it read from Redis over its tracking connection.
     pub fills: u64,
+    /// Tracking connections it opened so far (each new one starts empty).
+    pub connections: u64,
 }
 
 /// The tracking connection and the id its pushes carry.
@@ -136,12 +142,17 @@ struct CachedSession {
     idle_deadline: Instant,
     /// Milliseconds since `origin` of the last renewal (by any server, as far as known).
     renewed_ms: AtomicU64,
+    /// Served until then at most, then read again: should Redis ever stop watching a key
+    /// without telling us, the entry cannot outlive this.
+    read_again_at: Instant,
 }
 
 #[derive(Clone)]
 struct CachedAccount {
     epoch: Option<i64>,
     state: Option<Arc<AccountState>>,
+    /// See [`CachedSession::read_again_at`].
+    read_again_at: Instant,
 }
 
 /// A read in progress over connection `connection`: its registered keys, released when it ends
@@ -241,9 +252,12 @@ impl NearCache {
             let hit = state
                 .sessions
                 .peek(key)
-                .filter(|e| e.idle_deadline > now)
+                .filter(|e| e.idle_deadline > now && e.read_again_at > now)
                 .and_then(|e| {
-                    let a = state.accounts.peek(e.record.account.id.as_str())?;
+                    let a = state
+                        .accounts
+                        .peek(e.record.account.id.as_str())
+                        .filter(|a| a.read_again_at > now)?;
                     let last = e.renewed_ms.load(Ordering::Relaxed);
                     // One renewal at a time for the entry: whoever moves the mark renews.
                     let renew = now_ms.saturating_sub(last) >= s.renew_every.as_millis() as u64
@@ -289,12 +303,18 @@ impl NearCache {
         let mut read = s.register(tracking.id);
         read.add(record_key.clone());
         let sent = Instant::now();
-        // Untracked: whether there is a record at all (a stranger's cookie names none).
-        let (raw, pttl): (Option<String>, i64) = redis::pipe()
-            .get(&record_key)
-            .pttl(&record_key)
-            .query_async(&mut conn)
-            .await?;
+        // Whether there is a record at all (a stranger's cookie names none), over the main
+        // connection: misses never queue on the tracking connection, and track nothing.
+        let (raw, pttl): (Option<String>, i64) = match s.main.clone() {
+            Some(mut main) => {
+                redis::pipe()
+                    .get(&record_key)
+                    .pttl(&record_key)
+                    .query_async(&mut main)
+                    .await?
+            }
+            None => return Ok(Lookup::Unusable),
+        };
         let Some(raw) = raw else {
             return Ok(Lookup::Gone);
         };
@@ -358,17 +378,21 @@ impl NearCache {
                 record: Arc::new(found.record.clone()),
                 idle_deadline: sent + left,
                 renewed_ms: AtomicU64::new(renewed_ms),
+                read_again_at: sent + s.max_age,
             },
             CachedAccount {
                 epoch: found.epoch,
                 state: found.state.clone(),
+                read_again_at: sent + s.max_age,
             },
         );
         drop(read);
         // Renew unless some server did within `renew_every`; the renewal's invalidation evicts
         // the entry just kept, and the next request reads it again, with its new deadline.
         if pttl >= 0 && left + s.renew_every < s.idle {
-            self.renew(key).await;
+            let this = self.clone();
+            let key = key.to_string();
+            tokio::spawn(async move { this.renew(&key).await });
         }
         Ok(Lookup::Found(Box::new(found)))
     }
@@ -391,15 +415,20 @@ impl NearCache {
         }
     }
 
-    /// Forgets the session (this server ended it).
+    /// Forgets the session (this server ended it), and spoils reads of it in flight: this
+    /// server's next requests see the change without waiting for Redis' invalidation.
     pub(super) fn evict_session(&self, key: &str) {
-        self.shared.lock().sessions.pop(key);
+        let s = &*self.shared;
+        s.invalidate(&mut s.lock(), &s.key("s", key));
     }
 
-    /// Forgets the account's epoch and snapshot (this server changed them): its sessions are
-    /// read again on their next use.
+    /// Forgets the account's epoch and snapshot (this server changed them), and spoils reads
+    /// of them in flight: its sessions are read again on their next use.
     pub(super) fn evict_account(&self, account_id: &str) {
-        self.shared.lock().accounts.pop(account_id);
+        let s = &*self.shared;
+        let mut state = s.lock();
+        s.invalidate(&mut state, &s.key("e", account_id));
+        s.invalidate(&mut state, &s.key("k", account_id));
     }
 
     /// Waits until every invalidation of writes this server made before now has been handled
@@ -415,6 +444,7 @@ impl NearCache {
             serving: s.proven().is_some(),
             hits: s.hits.load(Ordering::Relaxed),
             fills: s.fills.load(Ordering::Relaxed),
+            connections: s.read().last_id,
         }
     }
 }
@@ -430,6 +460,7 @@ impl Shared {
             prefix: prefix.to_string(),
             idle: timeouts.idle.max(Duration::from_secs(1)),
             renew_every: (timeouts.idle / 10).min(MAX_RENEW_EVERY),
+            max_age: (timeouts.idle / 10).clamp(Duration::from_secs(1), MAX_ENTRY_AGE),
             state: RwLock::new(State {
                 sessions: LruCache::new(capacity),
                 accounts: LruCache::new(capacity),
@@ -552,6 +583,7 @@ impl Shared {
                                     probed = true;
                                 }
                             }
+                            // Also from an older connection: evicting more is always safe.
                             Ok(key) => self.invalidate(&mut state, &key),
                             // A key we cannot name: be safe.
                             Err(_) => flush(&mut state),

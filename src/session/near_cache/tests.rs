@@ -39,6 +39,7 @@ fn session(account: &str) -> CachedSession {
         }),
         idle_deadline: Instant::now() + Duration::from_secs(60),
         renewed_ms: AtomicU64::new(0),
+        read_again_at: Instant::now() + Duration::from_secs(60),
     }
 }
 
@@ -46,6 +47,7 @@ fn account() -> CachedAccount {
     CachedAccount {
         epoch: None,
         state: None,
+        read_again_at: Instant::now() + Duration::from_secs(60),
     }
 }
 
@@ -157,7 +159,7 @@ fn a_flush_during_a_read_keeps_it_out_and_empties_the_cache() {
 fn a_read_over_a_replaced_connection_is_not_cached() {
     let s = shared();
     let r = read(&s, "k1", "a1");
-    s.lose(7);
+    // Replaced without a flush in between (the check must be the connection's own).
     s.lock().current = 8;
     s.keep(&r, "k1", session("a1"), account());
     drop(r);
@@ -191,10 +193,15 @@ fn an_invalidation_evicts_the_session_or_its_account_and_other_prefixes_nothing(
 }
 
 #[test]
-fn nothing_is_served_without_a_proven_channel() {
+fn nothing_is_served_without_a_recent_probe() {
     let s = shared();
-    assert!(s.proven().is_none(), "never proven");
-    s.lock().proven_ms = 1;
-    std::thread::sleep(STALENESS_BOUND + Duration::from_millis(10));
-    assert!(s.proven().is_none(), "proven too long ago");
+    let now = s.millis(Instant::now()) + 10_000;
+    assert!(!s.is_proven(&s.read(), now), "never proven");
+    s.lock().proven_ms = now - 999;
+    assert!(s.is_proven(&s.read(), now), "a probe written 999 ms ago");
+    s.lock().proven_ms = now - 1000;
+    assert!(!s.is_proven(&s.read(), now), "a probe written a second ago");
+    s.lock().proven_ms = now - 10;
+    s.lose(7);
+    assert!(!s.is_proven(&s.read(), now), "the connection was lost");
 }

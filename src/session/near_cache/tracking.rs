@@ -38,7 +38,8 @@ pub(super) async fn keep(shared: Weak<Shared>, info: ConnectionInfo) {
         }
         let installed = s.lock().current != 0;
         if installed {
-            if probe(&s).await {
+            let serving = probe(&s).await && s.is_proven(&s.read(), s.millis(Instant::now()));
+            if serving {
                 if let Some(since) = down_since.take() {
                     tracing::info!(after = ?since.elapsed(), "the near cache serves again");
                 }
@@ -77,30 +78,43 @@ pub(super) async fn keep(shared: Weak<Shared>, info: ConnectionInfo) {
     }
 }
 
-/// One probe (see the module documentation); on success the cache is proven as of the probe's
-/// write. A failed probe drops the tracking connection (the cache is off until a new one is
+/// How a probe ended.
+enum Probe {
+    /// Its invalidation came back, with its own value: proven as of its write.
+    Returned,
+    /// The main connection could not write it: the proof lapses, the connection stays.
+    NotWritten,
+    /// The tracking connection failed, or never saw the write: dropped.
+    Broken,
+}
+
+/// One probe (see the module documentation); true when it proved the cache current as of its
+/// write. A probe the tracking connection failed drops it (the cache is off until a new one is
 /// proven). False without a tracking connection.
 pub(super) async fn probe(s: &Shared) -> bool {
     let _one_at_a_time = s.probing.lock().await;
     let (tracking, mut main) = {
-        let state = s.lock();
+        let state = s.read();
         match (state.tracking.clone(), s.main.clone()) {
             (Some(t), Some(m)) => (t, m),
             _ => return false,
         }
     };
-    let ok = probe_over(s, &tracking, &mut main).await;
-    if !ok {
-        s.lose(tracking.id);
+    match probe_over(s, &tracking, &mut main).await {
+        Probe::Returned => true,
+        Probe::NotWritten => false,
+        Probe::Broken => {
+            s.lose(tracking.id);
+            false
+        }
     }
-    ok
 }
 
 async fn probe_over(
     s: &Shared,
     tracking: &Tracking,
     main: &mut redis::aio::ConnectionManager,
-) -> bool {
+) -> Probe {
     let mut conn = tracking.conn.clone();
     let mut watch = redis::pipe();
     watch
@@ -112,7 +126,7 @@ async fn probe_over(
         .ignore();
     let watched = tokio::time::timeout(PROBE_TIMEOUT, watch.query_async::<()>(&mut conn)).await;
     if !matches!(watched, Ok(Ok(()))) {
-        return false;
+        return Probe::Broken;
     }
     let before = s.lock().probes_seen;
     let notified = s.probed.notified();
@@ -127,25 +141,47 @@ async fn probe_over(
         .arg(PROBE_KEY_TTL_SECS);
     let written = tokio::time::timeout(PROBE_TIMEOUT, write.query_async::<()>(main)).await;
     if !matches!(written, Ok(Ok(()))) {
-        return false;
+        return Probe::NotWritten;
     }
     let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT;
+    let mut seen = before;
     loop {
-        {
-            let mut state = s.lock();
+        let now_seen = {
+            let state = s.read();
             if state.current != tracking.id {
-                return false;
+                return Probe::Broken;
             }
-            if state.probes_seen > before {
-                state.proven_ms = state.proven_ms.max(written_ms.max(1));
-                return true;
+            state.probes_seen
+        };
+        if now_seen > seen {
+            seen = now_seen;
+            // Some invalidation of the probe key came: ours only if the tracking connection
+            // now reads our value (an expiry on another server, or an earlier probe's late
+            // invalidation, is not ours). Its reply comes after every invalidation queued
+            // before it.
+            let mut read = redis::cmd("GET");
+            read.arg(&s.probe_key);
+            let value =
+                tokio::time::timeout_at(deadline, read.query_async::<Option<String>>(&mut conn))
+                    .await;
+            match value {
+                Ok(Ok(Some(v))) if v == written_ms.to_string() => {
+                    let mut state = s.lock();
+                    if state.current != tracking.id {
+                        return Probe::Broken;
+                    }
+                    state.proven_ms = state.proven_ms.max(written_ms.max(1));
+                    return Probe::Returned;
+                }
+                Ok(Ok(_)) => {}
+                _ => return Probe::Broken,
             }
         }
         if tokio::time::timeout_at(deadline, notified.as_mut())
             .await
             .is_err()
         {
-            return false;
+            return Probe::Broken;
         }
         notified.set(s.probed.notified());
         notified.as_mut().enable();
@@ -160,9 +196,15 @@ enum Refused {
 /// Opens a tracking connection and installs it (unproven: the next probe proves it).
 async fn connect(s: &Shared, weak: &Weak<Shared>, info: &ConnectionInfo) -> Result<(), Refused> {
     use redis::{ErrorKind, ServerErrorKind};
+    // A server without RESP3 is one for good; any other failure to connect (too many clients,
+    // loading, down) is retried.
     let refused = |e: redis::RedisError| match e.kind() {
-        ErrorKind::RESP3NotSupported
-        | ErrorKind::Server(ServerErrorKind::ResponseError)
+        ErrorKind::RESP3NotSupported => Refused::Unsupported(e),
+        _ => Refused::Unavailable(e),
+    };
+    // CLIENT TRACKING refused as a command (unknown, or not allowed by an ACL) is for good.
+    let refused_tracking = |e: redis::RedisError| match e.kind() {
+        ErrorKind::Server(ServerErrorKind::ResponseError)
         | ErrorKind::Server(ServerErrorKind::NoPerm) => Refused::Unsupported(e),
         _ => Refused::Unavailable(e),
     };
@@ -197,7 +239,7 @@ async fn connect(s: &Shared, weak: &Weak<Shared>, info: &ConnectionInfo) -> Resu
         .arg("OPTIN")
         .query_async::<()>(&mut conn)
         .await
-        .map_err(refused)?;
+        .map_err(refused_tracking)?;
     let mut state = s.lock();
     // Whatever was cached came from an older connection.
     super::flush(&mut state);
