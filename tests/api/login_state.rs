@@ -105,14 +105,19 @@ async fn until_callback(app: &TestApp) -> (String, String, String) {
     (cb, name, value)
 }
 
+/// The keys under `prefix`, but the near cache's probe key (one per server, whatever the
+/// traffic: see `session::near_cache`).
 async fn redis_keys(prefix: &str) -> Vec<String> {
     let client = redis::Client::open(redis_url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("KEYS")
+    let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut c)
         .await
-        .unwrap()
+        .unwrap();
+    keys.into_iter()
+        .filter(|k| !k.starts_with(&format!("{prefix}nc:")))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::provisioning::AccountSnapshot;
+use redis::{PushInfo, PushKind, Value};
 
 /// A cache whose current tracking connection is id 7 (no real connection: reads are
 /// simulated by registering keys, pushes by calling `on_push`).
