@@ -221,6 +221,15 @@ impl Db {
         self.backend
     }
 
+    /// Hands out no more pooled connections, to any clone of this handle: for a process that
+    /// is stopping (background tasks then fail at once instead of waiting out the acquire
+    /// timeout). A direct connection is closed with [`Self::close`] instead.
+    pub fn shut(&self) {
+        if let Conns::Pool(pool) = &self.conns {
+            pool.shut();
+        }
+    }
+
     /// A connection; with a direct connection, waits while another caller uses it.
     pub fn get(&self) -> Result<DbGuard, DbError> {
         match &self.conns {

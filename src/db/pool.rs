@@ -24,6 +24,8 @@ pub(super) struct Pool {
     /// Opens one connection outside the pool, to tell "down" from "every connection busy".
     probe: Arc<DbManager>,
     down: Arc<AtomicBool>,
+    /// Set by [`Pool::shut`]: the process is stopping, nothing more is handed out.
+    shut: Arc<AtomicBool>,
 }
 
 impl Pool {
@@ -38,10 +40,21 @@ impl Pool {
             inner,
             probe: Arc::new(probe),
             down: Arc::new(AtomicBool::new(false)),
+            shut: Arc::new(AtomicBool::new(false)),
         })
     }
 
+    /// Hands out no more connections, to any clone: for a process (or a test) that is stopping,
+    /// so that background work asking for one fails at once instead of waiting out the
+    /// acquire timeout against a database that is going away.
+    pub(super) fn shut(&self) {
+        self.shut.store(true, Ordering::Relaxed);
+    }
+
     pub(super) fn get(&self) -> Result<PooledConn, DbError> {
+        if self.shut.load(Ordering::Relaxed) {
+            return Err(DbError::Closed("the process is stopping"));
+        }
         let down = self.down.load(Ordering::Relaxed);
         let wait = if down {
             ACQUIRE_TIMEOUT_DOWN

@@ -243,6 +243,15 @@ pub struct TestApp {
     pub test_db: TestDb,
 }
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Before the test database goes (a field, dropped after this): the app's background
+        // tasks (revocation follower, sweeper) must not wait out the pool's acquire timeout
+        // against a dropped PostgreSQL database, which held every such test for 10 s.
+        self.state.db.shut();
+    }
+}
+
 pub struct Options {
     pub mapping: &'static str,
     pub accounts: Value,
