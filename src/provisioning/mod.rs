@@ -417,23 +417,3 @@ fn replace_claim_roles(
     }
     Ok((added, removed))
 }
-
-/// Every role the account holds now, whatever its source, without duplicates.
-pub fn effective_roles(
-    c: &mut DbConnection,
-    account_id: &str,
-    at: time::PrimitiveDateTime,
-) -> Result<Vec<String>, DbError> {
-    let roles: BTreeSet<String> = account_roles::table
-        .filter(account_roles::account_id.eq(account_id))
-        .filter(
-            account_roles::expires_at
-                .is_null()
-                .or(account_roles::expires_at.gt(at)),
-        )
-        .select(account_roles::role)
-        .load::<String>(c)?
-        .into_iter()
-        .collect();
-    Ok(roles.into_iter().collect())
-}

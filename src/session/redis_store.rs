@@ -54,6 +54,11 @@ pub struct RedisStore {
     near: Option<NearCache>,
 }
 
+/// A key of the layout above: `<prefix><kind>:<k>` (the near cache reads keys back by it).
+pub(super) fn store_key(prefix: &str, kind: &str, k: &str) -> String {
+    format!("{prefix}{kind}:{k}")
+}
+
 /// What a stored record is to this release.
 enum Parsed {
     Record(Box<SessionRecord>),
@@ -170,7 +175,7 @@ impl RedisStore {
     }
 
     fn key(&self, kind: &str, k: &str) -> String {
-        format!("{}{kind}:{k}", self.prefix)
+        store_key(&self.prefix, kind, k)
     }
 
     pub(super) async fn insert(
@@ -219,7 +224,7 @@ impl RedisStore {
                 match near.get(key, parse).await {
                     Ok(Lookup::Found(found)) => Some(*found),
                     Ok(Lookup::Gone) => return Ok(None),
-                    Ok(Lookup::Raw(raw)) => self.judge_unusable(key, &raw).await?,
+                    Ok(Lookup::Raw(raw)) => self.judge_unusable(key, parse_record(&raw)).await?,
                     // A failed read over the tracking connection is the direct read's to
                     // judge (it retries, and says whether Redis is down).
                     Ok(Lookup::Unusable) | Err(_) => self.read(key).await?,
@@ -261,7 +266,7 @@ impl RedisStore {
         };
         let record = match parse_record(&raw) {
             Parsed::Record(record) => *record,
-            _ => return self.judge_unusable(key, &raw).await,
+            unusable => return self.judge_unusable(key, unusable).await,
         };
         if id != record.account.id {
             // The script read another account's epoch and snapshot: never serve that.
@@ -281,8 +286,13 @@ impl RedisStore {
 
     /// A record this release cannot read is no session (a new login), not an outage: one bad
     /// record must not turn this browser's every request into a 503.
-    async fn judge_unusable(&self, key: &str, raw: &str) -> Result<Option<Found>, SessionError> {
-        match parse_record(raw) {
+    async fn judge_unusable(
+        &self,
+        key: &str,
+        parsed: Parsed,
+    ) -> Result<Option<Found>, SessionError> {
+        match parsed {
+            // Readable after all (a caller's mistake): still no session from this path.
             Parsed::Record(_) => {}
             Parsed::Newer(format) => {
                 // A newer release's (rolling upgrade): left for it.

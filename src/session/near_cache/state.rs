@@ -175,7 +175,7 @@ impl Shared {
     }
 
     pub(super) fn key(&self, kind: &str, k: &str) -> String {
-        format!("{}{kind}:{k}", self.prefix)
+        crate::session::redis_store::store_key(&self.prefix, kind, k)
     }
 
     /// Caches what `read` found unless an invalidation crossed it: the session if its record
