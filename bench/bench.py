@@ -10,6 +10,11 @@ PG = os.environ.get("JB_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 ONLY = {x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()} or {"verify", "login", "saml"}
 if ONLY - {"verify", "login", "saml"}:
     raise SystemExit(f"BENCH_ONLY: unknown part(s) {', '.join(sorted(ONLY - {'verify', 'login', 'saml'}))} (known: verify, login, saml)")
+# Which login backends to run (default both).
+BACKENDS = [b.strip() for b in os.environ.get("BENCH_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+# A command the bridge of the login benchmarks runs under, e.g. "valgrind --tool=callgrind"
+# (instruction counts, whatever else the machine does); its CPU figures then mean nothing.
+WRAP = os.environ.get("BENCH_WRAP", "").split()
 CLK = os.sysconf("SC_CLK_TCK")
 HERE = os.path.dirname(os.path.abspath(__file__))
 OP_DIR = os.path.join(HERE, "..", "tests", "harness", "oidc-provider")
@@ -29,7 +34,7 @@ def spawn(args, env=None, stdout=subprocess.PIPE):
     return p
 
 
-def wait_http(url, timeout=30):
+def wait_http(url, timeout=300 if WRAP else 30):
     import urllib.request
     end = time.time() + timeout
     while time.time() < end:
@@ -135,7 +140,7 @@ claim = "groups"
 equals = "staff"
 """)
     cfg.close()
-    bridge = spawn([f"{REL}/jitbridge", "--config", cfg.name, "serve"], {"JITBRIDGE_LOG": "warn"}, stdout=subprocess.DEVNULL)
+    bridge = spawn(WRAP + [f"{REL}/jitbridge", "--config", cfg.name, "serve"], {"JITBRIDGE_LOG": "warn"}, stdout=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/healthz")
     rows = []
     for phase in ("first login (create)", "repeat login (update)"):
@@ -236,7 +241,7 @@ claim = "groups"
 equals = "staff"
 """)
     cfg.close()
-    bridge = spawn([f"{REL}/jitbridge", "--config", cfg.name, "serve"], {"JITBRIDGE_LOG": "warn"}, stdout=subprocess.DEVNULL)
+    bridge = spawn(WRAP + [f"{REL}/jitbridge", "--config", cfg.name, "serve"], {"JITBRIDGE_LOG": "warn"}, stdout=subprocess.DEVNULL)
     rows = []
     try:
         wait_http(f"{base}/healthz")
@@ -261,7 +266,11 @@ def saml_login_bench():
     keys = {n: openssl_keypair(keydir, n) for n in ("idp", "sp")}
     # (backend, encrypted assertion, signed AuthnRequest): the unsigned-request variant isolates
     # the ACS from the RSA signature of the AuthnRequest at /login.
-    variants = [(b, e, s) for e, s in ((False, True), (True, True), (False, False)) for b in ("sqlite", "postgres")]
+    kinds = {"signed": (False, True), "encrypted": (True, True), "unsigned-req": (False, False)}
+    wanted = [k.strip() for k in os.environ.get("BENCH_SAML", "signed,encrypted,unsigned-req").split(",") if k.strip()]
+    if set(wanted) - set(kinds):
+        raise SystemExit(f"BENCH_SAML: unknown variant(s) (known: {', '.join(kinds)})")
+    variants = [(b, *kinds[k]) for k in wanted for b in BACKENDS]
     results = {}  # (assertion, backend, phase) -> [(cpu, rate)]
     try:
         for r in range(ROUNDS):
@@ -288,7 +297,7 @@ try:
     if "login" in ONLY:
         print(f"\n== full JIT login, {LOGINS} logins per phase, 8 concurrent browsers; bridge CPU includes /login and the callback")
         print(f"{'backend':10} {'phase':24} {'bridge CPU ms/login':>20} {'logins/s (whole box)':>21}")
-        for backend in ("sqlite", "postgres"):
+        for backend in BACKENDS:
             for phase, cpu, rate in login_bench(backend):
                 print(f"{backend:10} {phase:24} {cpu:20.2f} {rate:21.1f}", flush=True)
     if "saml" in ONLY:

@@ -47,7 +47,7 @@ pub fn find_by_username(
     Ok(accounts::table
         .filter(accounts::username.eq(username))
         .select(Account::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

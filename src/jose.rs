@@ -17,6 +17,8 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::rsa::{Padding, Rsa};
 use openssl::sign::RsaPssSaltlen;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 /// RFC 7518 3.3: "A key of size 2048 bits or larger MUST be used with these algorithms."
 const MIN_RSA_BITS: u32 = 2048;
@@ -57,6 +59,39 @@ fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifie
     if key.family() != AlgorithmFamily::Rsa {
         return Err(ErrorKind::InvalidKeyFormat.into());
     }
+    Ok(Box::new(RsaVerifier {
+        alg: *alg,
+        key: rsa_key(key)?,
+        digest,
+        pss,
+    }))
+}
+
+/// Public keys already converted, by their bytes: jsonwebtoken asks for a verifier per token,
+/// and building OpenSSL's key each time (big numbers, the provider's import, the Montgomery
+/// set-up on first use) cost several times the RSA operation itself. A provider publishes a
+/// handful of keys; the cache is emptied when it reaches [`KEY_CACHE_ENTRIES`], so a stream of
+/// strange keys cannot grow it.
+static KEY_CACHE: LazyLock<Mutex<HashMap<Vec<u8>, PKey<Public>>>> = LazyLock::new(Default::default);
+const KEY_CACHE_ENTRIES: usize = 64;
+
+fn rsa_key(key: &DecodingKey) -> Result<PKey<Public>, Error> {
+    let id = match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            // The length prefix keeps (n, e) pairs apart from each other and from DER.
+            let mut id = Vec::with_capacity(n.len() + e.len() + 9);
+            id.push(b'c');
+            id.extend_from_slice(&(n.len() as u64).to_be_bytes());
+            id.extend_from_slice(n);
+            id.extend_from_slice(e);
+            id
+        }
+        DecodingKeyKind::SecretOrDer(der) => [b"d".as_slice(), der].concat(),
+    };
+    let cache = || KEY_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = cache().get(&id) {
+        return Ok(k.clone());
+    }
     let rsa = match key.kind() {
         DecodingKeyKind::RsaModulusExponent { n, e } => Rsa::from_public_components(
             openssl::bn::BigNum::from_slice(n).map_err(invalid_key)?,
@@ -69,12 +104,13 @@ fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifie
     if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
         return Err(ErrorKind::InvalidRsaKey(format!("{bits}-bit modulus")).into());
     }
-    Ok(Box::new(RsaVerifier {
-        alg: *alg,
-        key: PKey::from_rsa(rsa).map_err(invalid_key)?,
-        digest,
-        pss,
-    }))
+    let pkey = PKey::from_rsa(rsa).map_err(invalid_key)?;
+    let mut c = cache();
+    if c.len() >= KEY_CACHE_ENTRIES {
+        c.clear();
+    }
+    c.insert(id, pkey.clone());
+    Ok(pkey)
 }
 
 fn invalid_key(e: openssl::error::ErrorStack) -> Error {
@@ -203,6 +239,29 @@ mod tests {
         }
         let hmac = DecodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
         assert!(new_verifier(&Algorithm::RS256, &hmac).is_err());
+    }
+
+    /// Tokens of many different keys (a provider rotating, a stranger's JWKS) leave at most
+    /// KEY_CACHE_ENTRIES keys in memory, and each still verifies only its own signatures.
+    #[test]
+    fn the_converted_key_cache_stays_bounded_and_keeps_keys_apart() {
+        let (private, public) = keypair(2048);
+        let (input, sig) = signed(Algorithm::RS256, &private);
+        for i in 0..(KEY_CACHE_ENTRIES * 2) {
+            // Odd 2048-bit moduli that are not the key's: none verifies its signature.
+            let mut n = vec![0xc5u8; 256];
+            n[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            n[0] |= 0x80;
+            n[255] |= 1;
+            let k = DecodingKey::from_rsa_raw_components(&n, &[1, 0, 1]);
+            let v = new_verifier(&Algorithm::RS256, &k).unwrap();
+            assert!(v.verify(&input, &sig).is_err(), "modulus {i}");
+            assert!(KEY_CACHE.lock().unwrap().len() <= KEY_CACHE_ENTRIES);
+        }
+        let v = new_verifier(&Algorithm::RS256, &public).unwrap();
+        assert!(v.verify(&input, &sig).is_ok());
+        let v = new_verifier(&Algorithm::RS256, &public).unwrap();
+        assert!(v.verify(&input, &sig).is_ok(), "from the cache");
     }
 
     #[test]

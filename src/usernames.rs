@@ -26,6 +26,11 @@ use time::PrimitiveDateTime;
 /// The name of the generated key in `generated_keys`.
 const GENERATED_KEY: &str = "username_hash";
 
+/// The database's generated key once read, for [`Quarantine::open_cached`]: one per database
+/// (a server's state holds one).
+#[derive(Default)]
+pub struct GeneratedKey(std::sync::OnceLock<Vec<u8>>);
+
 /// A name held for an account.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = username_quarantine)]
@@ -71,6 +76,38 @@ impl Quarantine {
         Ok(Self {
             period: cfg.period,
             keys: keys(c, cfg, true)?,
+        })
+    }
+
+    /// [`Quarantine::open`] that reads the database's generated key only until it is known
+    /// (`known` keeps it for the process: once generated, the key never changes), so a login
+    /// costs no extra query.
+    pub fn open_cached(
+        c: &mut DbConnection,
+        cfg: &UsernameQuarantine,
+        known: &GeneratedKey,
+    ) -> Result<Self, DbError> {
+        if !cfg.is_on() {
+            return Ok(Self::off());
+        }
+        let generated = match known.0.get() {
+            Some(k) => k.clone(),
+            None => {
+                let Some(k) = read_generated(c)? else {
+                    // Not generated yet: `open` generates it (or uses the configured one).
+                    return Self::open(c, cfg);
+                };
+                known.0.get_or_init(|| k.into_bytes()).clone()
+            }
+        };
+        let mut keys = Vec::with_capacity(2);
+        if let Some(k) = &cfg.hash_key {
+            keys.push(k.expose().as_bytes().to_vec());
+        }
+        keys.push(generated);
+        Ok(Self {
+            period: cfg.period,
+            keys,
         })
     }
 
@@ -186,7 +223,7 @@ fn read_generated(c: &mut DbConnection) -> Result<Option<String>, DbError> {
     Ok(generated_keys::table
         .find(GENERATED_KEY)
         .select(generated_keys::value)
-        .first(c)
+        .get_result(c)
         .optional()?)
 }
 

@@ -100,6 +100,6 @@ fn account_of(
     Ok(identities::table
         .find((connection, subject))
         .select(identities::account_id)
-        .first(c)
+        .get_result(c)
         .optional()?)
 }

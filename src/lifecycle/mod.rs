@@ -117,7 +117,7 @@ pub fn read(c: &mut DbConnection, account_id: &str) -> Result<Option<Seen>, DbEr
     let row: Option<(String, Option<String>, i64)> = accounts::table
         .find(account_id)
         .select((accounts::status, accounts::disabled_by, accounts::version))
-        .first(c)
+        .get_result(c)
         .optional()?;
     Ok(row.map(|(status, by, version)| Seen {
         active: status == STATUS_ACTIVE,
@@ -160,7 +160,7 @@ pub fn transition(
         Transition::Purge { .. } if valid => accounts::table
             .find(account_id)
             .select(accounts::username)
-            .first(c)
+            .get_result(c)
             .optional()?,
         _ => None,
     };

@@ -142,7 +142,7 @@ pub fn change_role(
     let version: i64 = accounts::table
         .find(account_id)
         .select(accounts::version)
-        .first(c)?;
+        .get_result(c)?;
     queue(c, account_id, Queued::Snapshot { version })?;
     let state = crate::session::snapshot::load(c, account_id)?
         .ok_or_else(|| DbError::from(diesel::result::Error::NotFound))?;

@@ -17,6 +17,7 @@ use crate::idp::NormalizedLogin;
 use crate::mapping::Refusal;
 use crate::provisioning::{self, LoginKey, ProvisionError};
 use crate::session::{SessionError, SessionId, SessionRecord, SessionStore, unix_now};
+use crate::usernames::Quarantine;
 use serde_json::json;
 
 /// What the login service works with, borrowed from the server's shared state (or set up by
@@ -28,6 +29,8 @@ pub struct Context<'a> {
     pub sessions: &'a SessionStore,
     /// Refused logins, aggregated per reason, connection and minute (see `audit::failures`).
     pub failures: &'a FailureAggregator,
+    /// The database's generated username-hash key, once read.
+    pub username_key: &'a std::sync::Arc<crate::usernames::GeneratedKey>,
 }
 
 /// Why [`complete`] did not make a session. The web layer turns each into its own refusal
@@ -81,10 +84,12 @@ pub async fn complete(
         login.subject.clone(),
         request_id.to_string(),
     );
+    let known_key = ctx.username_key.clone();
     let provisioned = ctx
         .db
         .run(move |c| {
-            provisioning::provision(
+            let quarantine = Quarantine::open_cached(c, &usernames.quarantine, &known_key)?;
+            provisioning::provision_with(
                 c,
                 LoginKey {
                     connection: &conn_name,
@@ -92,7 +97,8 @@ pub async fn complete(
                     request_id: Some(&rid),
                 },
                 &profile,
-                &usernames,
+                usernames.update,
+                &quarantine,
             )
         })
         .await?;

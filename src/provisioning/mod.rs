@@ -50,6 +50,21 @@ pub struct AccountSnapshot {
     /// `id`: the Redis store finds the id at the start of the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
+    /// The roles among `roles` that end (temporary grants, with no lasting grant of the same
+    /// name), with their end in unix seconds: what the account's snapshot said at this check.
+    /// Not stored; an identity assertion never outlives a role it carries.
+    #[serde(skip)]
+    pub role_ends: Vec<(String, i64)>,
+}
+
+impl AccountSnapshot {
+    /// When `role` stops counting (unix seconds); `None` when it does not end.
+    pub fn role_end(&self, role: &str) -> Option<i64> {
+        self.role_ends
+            .iter()
+            .find(|(name, _)| name == role)
+            .map(|(_, end)| *end)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,10 +119,19 @@ pub fn provision(
     usernames: &UsernamePolicy,
 ) -> Result<Provisioned, ProvisionError> {
     let quarantine = Quarantine::open(conn, &usernames.quarantine)?;
-    let rules = Rules {
-        rename: usernames.update,
-        quarantine: &quarantine,
-    };
+    provision_with(conn, key, profile, usernames.update, &quarantine)
+}
+
+/// [`provision`] with the quarantine's keys resolved by the caller (a server resolves the
+/// generated one once, see [`Quarantine::open_cached`]); `rename` is `update_username`.
+pub fn provision_with(
+    conn: &mut DbConnection,
+    key: LoginKey<'_>,
+    profile: &Profile,
+    rename: bool,
+    quarantine: &Quarantine,
+) -> Result<Provisioned, ProvisionError> {
+    let rules = Rules { rename, quarantine };
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -153,14 +177,14 @@ fn provision_once(
     let username_owner: Option<String> = accounts::table
         .filter(accounts::username.eq(&profile.username))
         .select(accounts::id)
-        .first(c)
+        .get_result(c)
         .optional()?;
 
     let existing: Option<String> = identities::table
         .filter(identities::connection.eq(key.connection))
         .filter(identities::subject.eq(key.subject))
         .select(identities::account_id)
-        .first(c)
+        .get_result(c)
         .optional()?;
 
     let (account, created, changed_fields) = match existing {
@@ -297,10 +321,28 @@ fn provision_once(
         }
     };
 
-    let (roles_added, roles_removed) = replace_claim_roles(c, &account.id, &profile.roles, at)?;
-    // Read under the row lock, with everything this transaction wrote.
-    let state =
-        crate::session::snapshot::load(c, &account.id)?.ok_or(ProvisionError::AccountGone)?;
+    let (roles_added, roles_removed, grants) =
+        replace_claim_roles(c, &account.id, &profile.roles, at)?;
+    // The snapshot as the database now holds the account, under the row lock: the row as this
+    // transaction wrote it (a login bumps the revision by one; a new account starts at 0) and
+    // every grant after the claim roles were replaced.
+    let revision = if created {
+        account.revision
+    } else {
+        account.revision + 1
+    };
+    let state = crate::session::snapshot::from_rows(
+        &account.id,
+        (
+            STATUS_ACTIVE.to_string(),
+            revision,
+            account.username.clone(),
+            account.email.clone(),
+            account.display_name.clone(),
+        ),
+        grants,
+        at,
+    );
     // The roles that count now (the snapshot holds only those), once each: a role both
     // mapped from claims and granted by an admin is one role.
     let roles: Vec<String> = state
@@ -369,6 +411,7 @@ fn provision_once(
             roles,
             version: account.version,
             revision: Some(state.revision),
+            role_ends: state.role_ends_at(crate::session::unix_now()),
         },
         state,
         created,
@@ -378,20 +421,29 @@ fn provision_once(
     })
 }
 
-/// Replaces the claim-derived roles with `wanted`; returns (added, removed).
+/// The account's grants: (role, end).
+type Grants = Vec<(String, Option<time::PrimitiveDateTime>)>;
+
+/// Replaces the claim-derived roles with `wanted`; returns (added, removed) and every grant of
+/// the account afterwards, for its snapshot.
 fn replace_claim_roles(
     c: &mut DbConnection,
     account_id: &str,
     wanted: &BTreeSet<String>,
     at: time::PrimitiveDateTime,
-) -> Result<(Vec<String>, Vec<String>), ProvisionError> {
-    let current: BTreeSet<String> = account_roles::table
+) -> Result<(Vec<String>, Vec<String>, Grants), ProvisionError> {
+    let rows: Vec<(String, String, Option<time::PrimitiveDateTime>)> = account_roles::table
         .filter(account_roles::account_id.eq(account_id))
-        .filter(account_roles::source.eq(ROLE_SOURCE_CLAIMS))
-        .select(account_roles::role)
-        .load::<String>(c)?
+        .select((
+            account_roles::role,
+            account_roles::source,
+            account_roles::expires_at,
+        ))
+        .load(c)?;
+    let (claims, others): (Vec<_>, Vec<_>) = rows
         .into_iter()
-        .collect();
+        .partition(|(_, source, _)| source == ROLE_SOURCE_CLAIMS);
+    let current: BTreeSet<String> = claims.into_iter().map(|(role, _, _)| role).collect();
     let removed: Vec<String> = current.difference(wanted).cloned().collect();
     let added: Vec<String> = wanted.difference(&current).cloned().collect();
     if !removed.is_empty() {
@@ -415,5 +467,11 @@ fn replace_claim_roles(
             })
             .execute(c)?;
     }
-    Ok((added, removed))
+    // Claim roles never end.
+    let grants = others
+        .into_iter()
+        .map(|(role, _, until)| (role, until))
+        .chain(wanted.iter().map(|role| (role.clone(), None)))
+        .collect();
+    Ok((added, removed, grants))
 }

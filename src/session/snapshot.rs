@@ -100,6 +100,25 @@ impl AccountState {
         out
     }
 
+    /// The roles that count at `now` and end, each with its end: the latest end of its grants,
+    /// and a role with a grant that does not end is not listed.
+    pub fn role_ends_at(&self, now: i64) -> Vec<(String, i64)> {
+        let mut ends: Vec<(String, i64)> = Vec::new();
+        for name in self.roles_at(now) {
+            let mut end = Some(i64::MIN);
+            for r in self.roles.iter().filter(|r| r.name == name) {
+                end = match (end, r.until) {
+                    (Some(e), Some(u)) => Some(e.max(u)),
+                    _ => None,
+                };
+            }
+            if let Some(e) = end {
+                ends.push((name, e));
+            }
+        }
+        ends
+    }
+
     /// The session's copy of the account as it stands now: identity and roles from the
     /// snapshot; the session's epoch (the version it was made at) stays the session's own.
     pub fn apply_to(&self, account: &mut AccountSnapshot, now: i64) {
@@ -107,6 +126,7 @@ impl AccountState {
         account.email.clone_from(&self.email);
         account.display_name.clone_from(&self.display_name);
         account.roles = self.roles_at(now);
+        account.role_ends = self.role_ends_at(now);
     }
 
     /// The stored form: the revision first, so that a store can compare without decoding JSON.
@@ -129,7 +149,6 @@ impl AccountState {
 /// The account's snapshot as the database holds it now; `None` when the account is gone. Read
 /// inside the transaction that changed the account (under its row lock), or after its commit.
 pub fn load(c: &mut DbConnection, account_id: &str) -> Result<Option<AccountState>, DbError> {
-    type Row = (String, i64, String, Option<String>, Option<String>);
     let row: Option<Row> = accounts::table
         .find(account_id)
         .select((
@@ -139,37 +158,48 @@ pub fn load(c: &mut DbConnection, account_id: &str) -> Result<Option<AccountStat
             accounts::email,
             accounts::display_name,
         ))
-        .first(c)
+        .get_result(c)
         .optional()?;
-    let Some((status, revision, username, email, display_name)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let now = crate::db::now();
     let grants: Vec<(String, Option<PrimitiveDateTime>)> = account_roles::table
         .filter(account_roles::account_id.eq(account_id))
-        .filter(
-            account_roles::expires_at
-                .is_null()
-                .or(account_roles::expires_at.gt(now)),
-        )
         .select((account_roles::role, account_roles::expires_at))
-        .order(account_roles::role)
         .load(c)?;
-    Ok(Some(AccountState {
+    Ok(Some(from_rows(account_id, row, grants, crate::db::now())))
+}
+
+/// The account columns a snapshot holds: status, revision, username, email, display name.
+pub type Row = (String, i64, String, Option<String>, Option<String>);
+
+/// The snapshot of an account from its row and its grants (role, end) as the database holds
+/// them: the one definition behind [`load`], and behind provisioning, which has both at hand
+/// under the row lock. Grants that ended by `now` are left out; the roles are in byte order.
+pub fn from_rows(
+    account_id: &str,
+    (status, revision, username, email, display_name): Row,
+    grants: impl IntoIterator<Item = (String, Option<PrimitiveDateTime>)>,
+    now: PrimitiveDateTime,
+) -> AccountState {
+    let mut roles: Vec<Role> = grants
+        .into_iter()
+        .filter(|(_, until)| until.is_none_or(|t| t > now))
+        .map(|(name, until)| Role {
+            name,
+            until: until.map(|t| t.assume_utc().unix_timestamp()),
+        })
+        .collect();
+    roles.sort_by(|a, b| (&a.name, a.until).cmp(&(&b.name, b.until)));
+    AccountState {
         id: account_id.to_string(),
         revision,
         active: status == STATUS_ACTIVE,
         username,
         email,
         display_name,
-        roles: grants
-            .into_iter()
-            .map(|(name, until)| Role {
-                name,
-                until: until.map(|t| t.assume_utc().unix_timestamp()),
-            })
-            .collect(),
-    }))
+        roles,
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +216,24 @@ mod tests {
             display_name: None,
             roles,
         }
+    }
+
+    #[test]
+    fn a_role_ends_at_its_latest_grant_and_not_at_all_with_a_lasting_one() {
+        let r = |name: &str, until: Option<i64>| Role {
+            name: name.into(),
+            until,
+        };
+        let s = state(vec![
+            r("admin", Some(100)),
+            r("admin", Some(200)),
+            r("staff", Some(50)),
+            r("staff", None),
+            r("gone", Some(10)),
+            r("wiki", None),
+        ]);
+        assert_eq!(s.role_ends_at(20), vec![("admin".to_string(), 200)]);
+        assert_eq!(s.role_ends_at(200), Vec::<(String, i64)>::new());
     }
 
     #[test]
@@ -227,6 +275,7 @@ mod tests {
             roles: vec!["removed".into()],
             version: 3,
             revision: Some(7),
+            role_ends: Vec::new(),
         };
         state(vec![Role {
             name: "staff".into(),
@@ -249,6 +298,7 @@ mod tests {
             roles: vec!["r".into()],
             version: 0,
             revision,
+            role_ends: Vec::new(),
         }
     }
 

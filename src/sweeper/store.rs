@@ -57,7 +57,7 @@ pub fn acquire_lease(
         let current: Option<String> = sweep_locks::table
             .find(connection)
             .select(sweep_locks::holder)
-            .first(c)
+            .get_result(c)
             .optional()?;
         if let Some(other) = current {
             return Ok(Err(other));
@@ -181,8 +181,8 @@ pub fn lease_held(c: &mut DbConnection, connection: &str, holder: &str) -> Resul
         .filter(sweep_locks::expires_at.gt(now()))
         .select(sweep_locks::holder);
     let held = match c {
-        DbConnection::Postgresql(pg) => q.for_update().first::<String>(pg).optional()?,
-        DbConnection::Sqlite(lite) => q.first::<String>(lite).optional()?,
+        DbConnection::Postgresql(pg) => q.for_update().get_result::<String>(pg).optional()?,
+        DbConnection::Sqlite(lite) => q.get_result::<String>(lite).optional()?,
     };
     Ok(held.is_some())
 }
@@ -207,7 +207,7 @@ pub fn last_run_started(
         .filter(sweep_runs::connection.eq(connection))
         .filter(sweep_runs::outcome.ne("dry-run"))
         .select(diesel::dsl::max(sweep_runs::started_at))
-        .first::<Option<PrimitiveDateTime>>(c)?)
+        .get_result::<Option<PrimitiveDateTime>>(c)?)
 }
 
 pub fn record_run(

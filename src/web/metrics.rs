@@ -47,7 +47,7 @@ fn snapshot(c: &mut DbConnection, connections: &[String]) -> Result<Snapshot, Db
                 total("CAST(SUM(purged) AS BIGINT)"),
                 total("CAST(SUM(deprovision_seconds_sum) AS BIGINT)"),
             ))
-            .first(c)?;
+            .get_result(c)?;
         s.totals.push((
             name.clone(),
             totals.0.unwrap_or(0),

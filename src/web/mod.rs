@@ -48,6 +48,8 @@ pub struct AppState {
     pub saml: BTreeMap<String, Arc<SamlProvider>>,
     /// Refused logins, aggregated per reason, connection and minute (see `audit::failures`).
     pub failures: Arc<crate::audit::failures::FailureAggregator>,
+    /// The database's generated username-hash key, once a login read it.
+    pub username_key: Arc<crate::usernames::GeneratedKey>,
     /// Set once a stop was requested (SIGTERM): `/readyz` answers 503 from then on.
     pub stopping: shutdown::Stopping,
     /// Signs the identity assertion of `/auth/verify` and publishes its keys.
@@ -66,6 +68,7 @@ impl AppState {
             db: &self.db,
             sessions: &self.sessions,
             failures: &self.failures,
+            username_key: &self.username_key,
         }
     }
 }
@@ -337,6 +340,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         providers,
         saml,
         failures,
+        username_key: Default::default(),
         stopping: Default::default(),
         limits,
         sealer,

@@ -58,3 +58,78 @@ pub async fn suite_store(
         SessionStore::memory(timeouts)
     }
 }
+
+/// The snapshot a login delivers is built from what provisioning wrote (without reading the
+/// account back): it must be the snapshot the database holds at that revision, which every
+/// other writer and the outbox follower read with `snapshot::load`. Checked through a first
+/// login, a claim role dropped and added, a rename, and an administrator's lasting, temporary
+/// and ended grants.
+#[test]
+fn the_snapshot_a_login_builds_is_the_one_the_database_holds() {
+    use jitbridge::lifecycle::roles::RoleChange;
+    use jitbridge::mapping::RoleName;
+    let (_test_db, db) = library_db();
+    let mut c = db.get().unwrap();
+    let key = jitbridge::provisioning::LoginKey {
+        connection: crate::helpers::CONNECTION,
+        subject: "snap-subject",
+        request_id: None,
+    };
+    let renames = jitbridge::config::UsernamePolicy {
+        update: true,
+        ..Default::default()
+    };
+    let login = |c: &mut jitbridge::db::DbConnection, p: &jitbridge::mapping::Profile| {
+        let done = jitbridge::provisioning::provision(c, key, p, &renames).unwrap();
+        let held = jitbridge::session::snapshot::load(c, &done.account.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.state, held, "after {:?}", p.roles);
+        assert_eq!(done.account.revision, Some(held.revision));
+        done
+    };
+    let mut p = profile("snap");
+    let first = login(&mut c, &p);
+    assert_eq!(first.state.revision, 0);
+    let grant = |c: &mut jitbridge::db::DbConnection, role: &str, until| {
+        let role = RoleName::parse(role).unwrap();
+        jitbridge::accounts::change_role(
+            c,
+            "snap",
+            RoleChange::Grant {
+                role: &role,
+                until,
+                reason: "test",
+            },
+            "test",
+        )
+        .unwrap();
+    };
+    let now = jitbridge::db::now();
+    grant(&mut c, "oncall", None);
+    grant(&mut c, "staff", Some(now + time::Duration::hours(1)));
+    grant(&mut c, "auditor", Some(now + time::Duration::hours(2)));
+    // An ended grant is in the table and in no snapshot.
+    grant(&mut c, "expired", Some(now - time::Duration::hours(1)));
+    p.roles = ["admins".to_string(), "zeta".to_string()].into();
+    p.username = "snap-renamed".into();
+    p.display_name = None;
+    let second = login(&mut c, &p);
+    assert!(second.state.revision > first.state.revision);
+    let names: Vec<&str> = second.state.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["admins", "auditor", "oncall", "staff", "zeta"]);
+    assert_eq!(second.state.username, "snap-renamed");
+    p.roles = ["staff".to_string()].into();
+    let third = login(&mut c, &p);
+    let staff: Vec<_> = third
+        .state
+        .roles
+        .iter()
+        .filter(|r| r.name == "staff")
+        .collect();
+    assert_eq!(
+        staff.len(),
+        2,
+        "the claim role and the temporary grant: {staff:?}"
+    );
+}
