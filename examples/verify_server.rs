@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
             roles: vec!["admin".into(), "staff".into()],
             version: 0,
             revision: Some(1),
+            role_ends: Vec::new(),
         },
         connection: "bench".into(),
         subject: "alice".into(),

@@ -143,7 +143,12 @@ impl Assertions {
             };
         }
         let sid = session_reference(session_key);
-        let exp = now + self.lifetime.as_secs() as i64;
+        // Never past the end of a temporary role the token carries: the app would go on
+        // trusting the role after the grant ended.
+        let exp = roles
+            .iter()
+            .filter_map(|r| account.role_end(r))
+            .fold(now + self.lifetime.as_secs() as i64, i64::min);
         let claims = Claims {
             iss: &self.issuer,
             aud: &app.audience,
@@ -178,7 +183,7 @@ impl Assertions {
         };
         // Re-signed once less than half of the lifetime remains, so an app never receives a
         // token that is about to expire.
-        let refresh_at = now + (self.lifetime.as_secs() as i64 / 2).max(1);
+        let refresh_at = now + ((exp - now) / 2).max(1);
         self.cache
             .put(cache_key, fingerprint, value.clone(), refresh_at);
         match value {
@@ -222,7 +227,21 @@ fn fingerprint(key: &SigningKey, app: &AppConfig, a: &AccountSnapshot, roles: &[
         email_marker,
         a.email.as_deref().unwrap_or_default().as_bytes(),
     ];
-    digest(head.into_iter().chain(roles.iter().map(|r| r.as_bytes())))
+    // A role's end is in the token (its `exp`): a grant shortened or extended is a new token.
+    // (Nothing is allocated for the usual account, whose roles do not end.)
+    let ends: Vec<[u8; 8]> = if a.role_ends.is_empty() {
+        Vec::new()
+    } else {
+        roles
+            .iter()
+            .map(|r| a.role_end(r).unwrap_or(i64::MAX).to_be_bytes())
+            .collect()
+    };
+    digest(
+        head.into_iter()
+            .chain(roles.iter().map(|r| r.as_bytes()))
+            .chain(ends.iter().map(|e| e.as_slice())),
+    )
 }
 
 /// `sid`: a non-secret reference to the session, the same for all its tokens. A hash of the

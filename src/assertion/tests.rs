@@ -52,6 +52,7 @@ fn alice() -> AccountSnapshot {
         roles: vec!["admin".into(), "staff".into(), "wiki-editor".into()],
         version: 1,
         revision: Some(1),
+        role_ends: Vec::new(),
     }
 }
 
@@ -151,6 +152,38 @@ fn a_token_is_reused_until_half_its_lifetime_has_passed() {
     assert_ne!(
         s.for_request_at(host, "k2", &alice(), NOW + 150).unwrap(),
         t3
+    );
+}
+
+/// Regression: the token's `exp` was the lifetime whatever the roles, so an app went on trusting
+/// a temporary role for up to the lifetime after its grant ended.
+#[test]
+fn an_assertion_never_outlives_a_temporary_role_it_carries() {
+    let (s, set) = one_key();
+    let host = Some("wiki.example.com");
+    let mut a = alice();
+    a.role_ends = vec![("wiki-editor".into(), NOW + 60)];
+    let t = s.for_request_at(host, "k", &a, NOW).unwrap();
+    let c = decode(&t, &set, "https://wiki.example.com");
+    assert_eq!(c["roles"], serde_json::json!(["admin", "wiki-editor"]));
+    assert_eq!(c["exp"], NOW + 60, "capped by the grant's end");
+    // Re-signed before it expires, half-way to the cap.
+    assert_eq!(s.for_request_at(host, "k", &a, NOW + 29).unwrap(), t);
+    assert_ne!(s.for_request_at(host, "k", &a, NOW + 30).unwrap(), t);
+    // The grant extended: a new token, with the new end.
+    a.role_ends = vec![("wiki-editor".into(), NOW + 120)];
+    let t2 = s.for_request_at(host, "k", &a, NOW + 31).unwrap();
+    assert_eq!(
+        decode(&t2, &set, "https://wiki.example.com")["exp"],
+        NOW + 120
+    );
+    // A role the app does not get does not cap its token.
+    let mut b = alice();
+    b.role_ends = vec![("staff".into(), NOW + 10)];
+    let t3 = s.for_request_at(host, "k3", &b, NOW).unwrap();
+    assert_eq!(
+        decode(&t3, &set, "https://wiki.example.com")["exp"],
+        NOW + 300
     );
 }
 

@@ -171,6 +171,24 @@ fn saml_warnings(w: &mut Vec<Problem>, key: &str, s: &SamlConfig) {
             "have the IdP sign the response (ADFS: -SamlResponseSignature MessageAndAssertion; Entra ID: \"Sign SAML response and assertion\") or encrypt with AES-GCM; then remove it",
         );
     }
+    for q in &s.accepted_name_qualifiers {
+        warn(
+            w,
+            format!("{key}.accepted_name_qualifiers"),
+            Some(q),
+            "NameIDs qualified by this issuer key the accounts of this connection as if this IdP had issued them: the same NameID value from that issuer logs in to the same account",
+            "keep it only if it names this IdP under another entityID (a renamed or migrated IdP); otherwise remove it",
+        );
+    }
+    for q in &s.accepted_sp_name_qualifiers {
+        warn(
+            w,
+            format!("{key}.accepted_sp_name_qualifiers"),
+            Some(q),
+            "NameIDs issued for this SP or affiliation key the accounts of this connection: every member of it is given the same identifiers",
+            "keep it only if jitbridge is a member of this affiliation at the IdP; otherwise remove it",
+        );
+    }
     if s.allow_idp_initiated {
         warn(
             w,

@@ -359,6 +359,7 @@ mod tests {
                 roles: vec![],
                 version: 0,
                 revision: None,
+                role_ends: Vec::new(),
             },
             connection: "c".into(),
             subject: "s".into(),

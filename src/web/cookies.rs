@@ -34,9 +34,20 @@ pub fn clear_session<'c>(cfg: &CookieConfig) -> Cookie<'c> {
     c
 }
 
-/// What every login cookie's name starts with.
+/// What every login cookie's name starts with. Login cookies are host-only and on `/`, and
+/// `Secure` over https: there the name carries `__Host-` (also when the session cookie spans a
+/// domain and is `__Secure-`), so that browsers refuse such a cookie set by a sibling host or
+/// with a Domain, and a sibling cannot plant a login of its own choosing.
 pub fn login_prefix(cfg: &CookieConfig) -> String {
-    format!("{}-login-", cfg.name)
+    let base = cfg
+        .name
+        .trim_start_matches("__Host-")
+        .trim_start_matches("__Secure-");
+    if cfg.secure {
+        format!("__Host-{base}-login-")
+    } else {
+        format!("{base}-login-")
+    }
 }
 
 /// The login cookie's name for one login, derived from its state.
@@ -89,4 +100,55 @@ pub fn clear_cross_site_login<'c>(cfg: &CookieConfig, relay: &str) -> Cookie<'c>
     let mut c = cross_site_login(cfg, relay, "", Duration::ZERO);
     c.make_removal();
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str, domain: Option<&str>, secure: bool) -> CookieConfig {
+        CookieConfig {
+            name: name.into(),
+            domain: domain.map(str::to_string),
+            secure,
+        }
+    }
+
+    /// Regression: with `cookie_domain`, login cookies were named `__Secure-…`, which a sibling
+    /// host of the domain can set (with `Domain=`) for the bridge's host.
+    #[test]
+    fn over_https_login_cookies_are_host_cookies_also_when_the_session_spans_a_domain() {
+        for c in [
+            cfg("__Host-jitbridge", None, true),
+            cfg("__Secure-jitbridge", Some("example.com"), true),
+        ] {
+            let login = login(&c, "st", "v", Duration::from_secs(60));
+            assert!(
+                login.name().starts_with("__Host-jitbridge-login-"),
+                "{}",
+                login.name()
+            );
+            assert_eq!(login.domain(), None);
+            assert_eq!(login.path(), Some("/"));
+            assert_eq!(login.secure(), Some(true));
+            let saml = cross_site_login(&c, "relay", "v", Duration::from_secs(60));
+            assert!(saml.name().starts_with("__Host-"), "{}", saml.name());
+            assert_eq!(saml.domain(), None);
+            assert_eq!(clear_login(&c, "st").name(), login.name());
+        }
+        let session = session(
+            &cfg("__Secure-jitbridge", Some("example.com"), true),
+            "id",
+            Duration::from_secs(60),
+        );
+        assert_eq!(session.domain(), Some("example.com"));
+        // Plain http (loopback development): no prefix, which browsers would refuse.
+        let plain = login(
+            &cfg("jitbridge", None, false),
+            "st",
+            "v",
+            Duration::from_secs(60),
+        );
+        assert!(plain.name().starts_with("jitbridge-login-"));
+    }
 }

@@ -174,7 +174,11 @@ pub async fn callback(
     let request_id = uuid::Uuid::new_v4().to_string();
     let connection = path.into_inner();
     let cookie_cfg = &state.config.server.cookie;
-    let result = match state.limits.check(Class::Callback, &req) {
+    let limit = state.limits.check(Class::Callback, &req);
+    // A callback refused by the rate limit never looked at its login: the browser keeps the
+    // login's cookie, so the person's retry once the limit allows it can still finish.
+    let looked_at_login = limit.is_ok();
+    let result = match limit {
         Ok(()) => callback_inner(&req, &state, &connection, &q, &request_id).await,
         Err(limited) => Err(LoginError::RateLimited(limited)),
     };
@@ -195,7 +199,7 @@ pub async fn callback(
             actix_web::ResponseError::error_response(&e)
         }
     };
-    if let Some(s) = &q.state {
+    if let Some(s) = q.state.as_ref().filter(|_| looked_at_login) {
         let _ = resp.add_cookie(&cookies::clear_login(cookie_cfg, s));
     }
     resp

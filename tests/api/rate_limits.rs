@@ -136,6 +136,36 @@ async fn the_callback_and_the_acs_have_limits_of_their_own() {
     assert_eq!(login_from(&app, None).await, 302);
 }
 
+/// Regression: a callback refused by the rate limit also removed the login's cookie, so the
+/// person's retry after the wait could not finish the login it had started.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_callback_keeps_the_login_cookie() {
+    let app = spawn_app_with(Options {
+        extra_server: TIGHT,
+        ..Default::default()
+    })
+    .await;
+    let http = client();
+    for expected in [400, 400, 429] {
+        let r = http
+            .get(format!(
+                "{}/callback/{CONNECTION}?code=x&state=some-state",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), expected);
+        let clears_login = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("-login-"));
+        // A callback that looked at its login ends it (used or refused), a 429 does not.
+        assert_eq!(clears_login, expected != 429, "status {expected}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn x_forwarded_for_is_ignored_from_a_peer_that_is_not_a_trusted_proxy() {
     let app = spawn_app_with(Options {

@@ -19,6 +19,7 @@ fn record(account: &str) -> SessionRecord {
             version: 0,
             // Made before snapshots existed: served from its own copy without one.
             revision: None,
+            role_ends: Vec::new(),
         },
         connection: "c".into(),
         subject: account.into(),

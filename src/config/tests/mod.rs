@@ -410,7 +410,7 @@ fn a_zero_quarantine_turns_it_off_and_a_short_or_bad_setting_is_named() {
 
 #[test]
 fn the_report_gives_each_connections_email_trust_and_warns_of_risky_opt_ins() {
-    let saml = "[[connection]]\nname = \"adfs\"\nkind = \"saml\"\n[connection.saml]\nidp_metadata_file = \"/etc/idp.xml\"\nallow_unstable_name_id = true\nallow_unsigned_cbc = true\n";
+    let saml = "[[connection]]\nname = \"adfs\"\nkind = \"saml\"\n[connection.saml]\nidp_metadata_file = \"/etc/idp.xml\"\nallow_unstable_name_id = true\nallow_unsigned_cbc = true\naccepted_name_qualifiers = [\"https://old-idp.example.com\"]\naccepted_sp_name_qualifiers = [\"urn:example:affiliation\"]\n";
     let c = load(
         &format!("{OIDC}[connection.mapping]\ntrust_email = true\n{saml}"),
         &[],
@@ -423,10 +423,12 @@ fn the_report_gives_each_connections_email_trust_and_warns_of_risky_opt_ins() {
         "connection adfs (saml",
         "the address the IdP asserts is trusted",
         "username: kept as the account was created (update_username = false",
-        "4 warnings:",
+        "6 warnings:",
         "connection[corp].mapping.trust_email = \"true\"",
         "connection[adfs].saml.allow_unstable_name_id = \"true\"",
         "connection[adfs].saml.allow_unsigned_cbc = \"true\"",
+        "connection[adfs].saml.accepted_name_qualifiers = \"https://old-idp.example.com\"",
+        "connection[adfs].saml.accepted_sp_name_qualifiers = \"urn:example:affiliation\"",
         "accounts.username_hash_key: is not set",
     ] {
         assert!(out.contains(want), "{want:?} missing in:\n{out}");

@@ -29,6 +29,7 @@ fn session(account: &str) -> CachedSession {
                 roles: vec![],
                 version: 0,
                 revision: None,
+                role_ends: Vec::new(),
             },
             connection: "c".into(),
             subject: "s".into(),
