@@ -12,6 +12,8 @@ if ONLY - {"verify", "login", "saml"}:
     raise SystemExit(f"BENCH_ONLY: unknown part(s) {', '.join(sorted(ONLY - {'verify', 'login', 'saml'}))} (known: verify, login, saml)")
 # Which login backends to run (default both).
 BACKENDS = [b.strip() for b in os.environ.get("BENCH_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+if set(BACKENDS) - {"sqlite", "postgres"}:
+    raise SystemExit(f"BENCH_BACKENDS: unknown backend(s) {', '.join(sorted(set(BACKENDS) - {'sqlite', 'postgres'}))} (known: sqlite, postgres)")
 # A command the bridge of the login benchmarks runs under, e.g. "valgrind --tool=callgrind"
 # (instruction counts, whatever else the machine does); its CPU figures then mean nothing.
 WRAP = os.environ.get("BENCH_WRAP", "").split()
@@ -143,6 +145,11 @@ equals = "staff"
     bridge = spawn(WRAP + [f"{REL}/jitbridge", "--config", cfg.name, "serve"], {"JITBRIDGE_LOG": "warn"}, stdout=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/healthz")
     rows = []
+    if os.environ.get("BENCH_IDLE"):  # the bridge's own background work, without logins
+        time.sleep(2)
+        c0 = cpu_seconds(bridge.pid)
+        time.sleep(10)
+        print(f"  idle bridge ({backend}): {(cpu_seconds(bridge.pid) - c0) * 100:.2f} ms CPU per second", flush=True)
     for phase in ("first login (create)", "repeat login (update)"):
         c0 = cpu_seconds(bridge.pid)
         t0 = time.time()
@@ -269,7 +276,7 @@ def saml_login_bench():
     kinds = {"signed": (False, True), "encrypted": (True, True), "unsigned-req": (False, False)}
     wanted = [k.strip() for k in os.environ.get("BENCH_SAML", "signed,encrypted,unsigned-req").split(",") if k.strip()]
     if set(wanted) - set(kinds):
-        raise SystemExit(f"BENCH_SAML: unknown variant(s) (known: {', '.join(kinds)})")
+        raise SystemExit(f"BENCH_SAML: unknown variant(s) {', '.join(sorted(set(wanted) - set(kinds)))} (known: {', '.join(kinds)})")
     variants = [(b, *kinds[k]) for k in wanted for b in BACKENDS]
     results = {}  # (assertion, backend, phase) -> [(cpu, rate)]
     try:
@@ -295,11 +302,17 @@ try:
         print("== /auth/verify", flush=True)
         verify_bench()
     if "login" in ONLY:
-        print(f"\n== full JIT login, {LOGINS} logins per phase, 8 concurrent browsers; bridge CPU includes /login and the callback")
-        print(f"{'backend':10} {'phase':24} {'bridge CPU ms/login':>20} {'logins/s (whole box)':>21}")
-        for backend in BACKENDS:
-            for phase, cpu, rate in login_bench(backend):
-                print(f"{backend:10} {phase:24} {cpu:20.2f} {rate:21.1f}", flush=True)
+        print(f"\n== full JIT login, {LOGINS} logins per phase, 8 concurrent browsers, {ROUNDS} interleaved rounds; bridge CPU includes /login and the callback")
+        login_rows = {}
+        for r in range(ROUNDS):
+            for backend in BACKENDS:
+                for phase, cpu, rate in login_bench(backend):
+                    login_rows.setdefault((backend, phase), []).append((cpu, rate))
+                    print(f"  round {r + 1} {backend:8} {phase:22}: {cpu:.2f} ms CPU/login, {rate:.1f} logins/s", flush=True)
+        print(f"{'backend':10} {'phase':24} {'bridge CPU ms/login (median)':>29} {'all rounds':>24} {'logins/s':>9}")
+        for (backend, phase), xs in login_rows.items():
+            cpus = [c for c, _ in xs]
+            print(f"{backend:10} {phase:24} {statistics.median(cpus):29.2f} {' '.join(f'{c:.2f}' for c in cpus):>24} {statistics.median(r for _, r in xs):9.1f}", flush=True)
     if "saml" in ONLY:
         print(f"\n== SAML JIT login (samlp IdP), {LOGINS} logins per phase, {ROUNDS} rounds", flush=True)
         saml_login_bench()

@@ -67,27 +67,42 @@ fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifie
     }))
 }
 
-/// Public keys already converted, by their bytes: jsonwebtoken asks for a verifier per token,
-/// and building OpenSSL's key each time (big numbers, the provider's import, the Montgomery
-/// set-up on first use) cost several times the RSA operation itself. A provider publishes a
-/// handful of keys; the cache is emptied when it reaches [`KEY_CACHE_ENTRIES`], so a stream of
-/// strange keys cannot grow it.
-static KEY_CACHE: LazyLock<Mutex<HashMap<Vec<u8>, PKey<Public>>>> = LazyLock::new(Default::default);
+/// Public keys already converted, by a digest of their bytes: jsonwebtoken asks for a
+/// verifier per token, and building OpenSSL's key each time (big numbers, the provider's
+/// import, the Montgomery set-up on first use) cost several times the RSA operation itself. A
+/// provider publishes a handful of keys; the cache is emptied when it reaches
+/// [`KEY_CACHE_ENTRIES`], and an entry is a digest and a key of at most 8192 bits, so a
+/// stream of strange keys (zero-padded to the JWKS size cap) cannot grow it.
+static KEY_CACHE: LazyLock<Mutex<HashMap<[u8; 32], PKey<Public>>>> =
+    LazyLock::new(Default::default);
 const KEY_CACHE_ENTRIES: usize = 64;
 
-fn rsa_key(key: &DecodingKey) -> Result<PKey<Public>, Error> {
-    let id = match key.kind() {
-        DecodingKeyKind::RsaModulusExponent { n, e } => {
-            // The length prefix keeps (n, e) pairs apart from each other and from DER.
-            let mut id = Vec::with_capacity(n.len() + e.len() + 9);
-            id.push(b'c');
-            id.extend_from_slice(&(n.len() as u64).to_be_bytes());
-            id.extend_from_slice(n);
-            id.extend_from_slice(e);
-            id
-        }
-        DecodingKeyKind::SecretOrDer(der) => [b"d".as_slice(), der].concat(),
+/// The cache key: SHA-256 over the kind and the key's bytes, leading zeros of `n` and `e`
+/// removed (they are the same number to OpenSSL), each length-prefixed.
+fn key_id(key: &DecodingKey) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut part = |p: &[u8]| {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
     };
+    let unpadded = |b: &'_ [u8]| -> Vec<u8> { b.iter().copied().skip_while(|x| *x == 0).collect() };
+    match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            part(b"rsa components");
+            part(&unpadded(n));
+            part(&unpadded(e));
+        }
+        DecodingKeyKind::SecretOrDer(der) => {
+            part(b"rsa pkcs1 der");
+            part(der);
+        }
+    }
+    h.finalize().into()
+}
+
+fn rsa_key(key: &DecodingKey) -> Result<PKey<Public>, Error> {
+    let id = key_id(key);
     let cache = || KEY_CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(k) = cache().get(&id) {
         return Ok(k.clone());
@@ -262,6 +277,19 @@ mod tests {
         assert!(v.verify(&input, &sig).is_ok());
         let v = new_verifier(&Algorithm::RS256, &public).unwrap();
         assert!(v.verify(&input, &sig).is_ok(), "from the cache");
+        // The same modulus with another exponent is another key.
+        let rsa = Rsa::generate(2048).unwrap();
+        let n = rsa.n().to_vec();
+        let a = DecodingKey::from_rsa_raw_components(&n, &[1, 0, 1]);
+        let b = DecodingKey::from_rsa_raw_components(&n, &[3]);
+        assert_ne!(key_id(&a), key_id(&b));
+        // Leading zeros name the same key; a refused key is not kept.
+        let padded =
+            DecodingKey::from_rsa_raw_components(&[&[0u8, 0][..], &n].concat(), &[0, 1, 0, 1]);
+        assert_eq!(key_id(&a), key_id(&padded));
+        let (_, small) = keypair(1024);
+        assert!(new_verifier(&Algorithm::RS256, &small).is_err());
+        assert!(!KEY_CACHE.lock().unwrap().contains_key(&key_id(&small)));
     }
 
     #[test]

@@ -91,20 +91,21 @@ impl Quarantine {
             return Ok(Self::off());
         }
         let generated = match known.0.get() {
-            Some(k) => k.clone(),
-            None => {
-                let Some(k) = read_generated(c)? else {
-                    // Not generated yet: `open` generates it (or uses the configured one).
-                    return Self::open(c, cfg);
-                };
-                known.0.get_or_init(|| k.into_bytes()).clone()
-            }
+            Some(k) => Some(k.clone()),
+            None => match read_generated(c)? {
+                Some(k) => Some(known.0.get_or_init(|| k.into_bytes()).clone()),
+                // Nothing generated and nothing configured: `open` generates it.
+                None if cfg.hash_key.is_none() => return Self::open(c, cfg),
+                // The configured key alone (the database may get a generated one later, from
+                // an older release: read again next time).
+                None => None,
+            },
         };
         let mut keys = Vec::with_capacity(2);
         if let Some(k) = &cfg.hash_key {
             keys.push(k.expose().as_bytes().to_vec());
         }
-        keys.push(generated);
+        keys.extend(generated);
         Ok(Self {
             period: cfg.period,
             keys,

@@ -133,8 +133,18 @@ impl Assertions {
         now: i64,
     ) -> Option<Arc<str>> {
         let key = self.keys.first()?;
-        let roles = filter_roles(&account.roles, app.roles.as_deref());
-        let fingerprint = fingerprint(key, app, account, &roles);
+        let mut roles = filter_roles(&account.roles, app.roles.as_deref());
+        let ends = !account.role_ends.is_empty();
+        if ends {
+            // A grant that ended since the session was read (a moment ago) is not sent.
+            roles.retain(|r| account.role_end(r).is_none_or(|end| end > now));
+        }
+        let cap = if ends {
+            ends_of(app, account, &roles)
+        } else {
+            None
+        };
+        let fingerprint = fingerprint(key, app, account, &roles, cap);
         let cache_key = Cache::key(session_key, &app.audience);
         if let Some(hit) = self.cache.get(&cache_key, &fingerprint, now) {
             return match hit {
@@ -143,12 +153,7 @@ impl Assertions {
             };
         }
         let sid = session_reference(session_key);
-        // Never past the end of a temporary role the token carries: the app would go on
-        // trusting the role after the grant ended.
-        let exp = roles
-            .iter()
-            .filter_map(|r| account.role_end(r))
-            .fold(now + self.lifetime.as_secs() as i64, i64::min);
+        let exp = (now + self.lifetime.as_secs() as i64).min(cap.unwrap_or(i64::MAX));
         let claims = Claims {
             iss: &self.issuer,
             aud: &app.audience,
@@ -193,6 +198,30 @@ impl Assertions {
     }
 }
 
+/// When the token must expire at the latest because of temporary grants (`None`: they do not
+/// limit it): at the end of a role it carries (the app would go on trusting the role after the
+/// grant ended), and when the app admits only some roles (`allowed_roles`), at the last end of
+/// the roles that admit the session (the session would go on reaching the app).
+fn ends_of(app: &AppConfig, account: &AccountSnapshot, carried: &[&str]) -> Option<i64> {
+    let carried_end = carried.iter().filter_map(|r| account.role_end(r)).min();
+    let admission_end = app.allowed_roles.as_deref().and_then(|allowed| {
+        // (None admitting: the check that admitted the request decides, not this.)
+        let mut last: Option<Option<i64>> = None;
+        for r in filter_roles(&account.roles, Some(allowed)) {
+            last = Some(match (last, account.role_end(r)) {
+                (Some(None), _) | (_, None) => None, // a role that does not end admits for good
+                (Some(Some(l)), Some(end)) => Some(l.max(end)),
+                (None, Some(end)) => Some(end),
+            });
+        }
+        last.flatten()
+    });
+    match (carried_end, admission_end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The session's roles an app gets: all without a filter, else those matching one of its
 /// patterns (see [`crate::wildcard`]), in the session's order.
 /// Whether a session with `roles` may use `app` (its `allowed_roles`; none: every session).
@@ -217,8 +246,17 @@ pub fn filter_roles<'a>(roles: &'a [String], filter: Option<&[String]>) -> Vec<&
 
 /// Everything that goes into a token besides the times and the `jti`: when any of it changes
 /// (roles granted or revoked in a live session, a renamed user), the cached token is not used.
-fn fingerprint(key: &SigningKey, app: &AppConfig, a: &AccountSnapshot, roles: &[&str]) -> [u8; 32] {
+fn fingerprint(
+    key: &SigningKey,
+    app: &AppConfig,
+    a: &AccountSnapshot,
+    roles: &[&str],
+    cap: Option<i64>,
+) -> [u8; 32] {
     let email_marker: &[u8] = if a.email.is_some() { b"1" } else { b"0" };
+    // The cap is the token's `exp` when it is sooner: a grant shortened or extended is a new
+    // token.
+    let cap = cap.unwrap_or(i64::MAX).to_be_bytes();
     let head = [
         key.kid().as_bytes(),
         app.audience.as_bytes(),
@@ -226,22 +264,9 @@ fn fingerprint(key: &SigningKey, app: &AppConfig, a: &AccountSnapshot, roles: &[
         a.username.as_bytes(),
         email_marker,
         a.email.as_deref().unwrap_or_default().as_bytes(),
+        cap.as_slice(),
     ];
-    // A role's end is in the token (its `exp`): a grant shortened or extended is a new token.
-    // (Nothing is allocated for the usual account, whose roles do not end.)
-    let ends: Vec<[u8; 8]> = if a.role_ends.is_empty() {
-        Vec::new()
-    } else {
-        roles
-            .iter()
-            .map(|r| a.role_end(r).unwrap_or(i64::MAX).to_be_bytes())
-            .collect()
-    };
-    digest(
-        head.into_iter()
-            .chain(roles.iter().map(|r| r.as_bytes()))
-            .chain(ends.iter().map(|e| e.as_slice())),
-    )
+    digest(head.into_iter().chain(roles.iter().map(|r| r.as_bytes())))
 }
 
 /// `sid`: a non-secret reference to the session, the same for all its tokens. A hash of the

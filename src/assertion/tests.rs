@@ -187,6 +187,40 @@ fn an_assertion_never_outlives_a_temporary_role_it_carries() {
     );
 }
 
+/// A token is not signed with a role whose grant ended in the moment since the session was
+/// read; and an app that admits only some roles gets tokens that end with the admission.
+#[test]
+fn an_ended_role_is_not_signed_and_an_admission_by_a_grant_ends_the_token_with_it() {
+    let pem = keys::generate_p256_pem().unwrap();
+    let gated = "[[app]]\nhost = \"ops.example.com\"\naudience = \"ops\"\nroles = [\"staff\"]\nallowed_roles = [\"oncall\", \"admin\"]\n";
+    let s = service(&[("k1", &pem)], gated);
+    let set: JwkSet = serde_json::from_str(&s.jwks_json()).unwrap();
+    let mut a = alice();
+    a.role_ends = vec![("wiki-editor".into(), NOW)];
+    let t = s
+        .for_request_at(Some("wiki.example.com"), "k", &a, NOW)
+        .unwrap();
+    let c = decode(&t, &set, "https://wiki.example.com");
+    assert_eq!(c["roles"], serde_json::json!(["admin"]));
+    assert_eq!(c["exp"], NOW + 300);
+    // Admitted by a temporary oncall grant only: the token (which carries staff) ends with it.
+    let mut b = alice();
+    b.roles = vec!["oncall".into(), "staff".into()];
+    b.role_ends = vec![("oncall".into(), NOW + 90)];
+    let t = s
+        .for_request_at(Some("ops.example.com"), "k", &b, NOW)
+        .unwrap();
+    let c = decode(&t, &set, "ops");
+    assert_eq!(c["roles"], serde_json::json!(["staff"]));
+    assert_eq!(c["exp"], NOW + 90);
+    // Also admitted by a lasting admin role: the grant no longer limits it.
+    b.roles.push("admin".into());
+    let t = s
+        .for_request_at(Some("ops.example.com"), "k2", &b, NOW)
+        .unwrap();
+    assert_eq!(decode(&t, &set, "ops")["exp"], NOW + 300);
+}
+
 #[test]
 fn a_change_of_roles_or_identity_signs_a_new_token() {
     let (s, set) = one_key();

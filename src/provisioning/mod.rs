@@ -411,7 +411,7 @@ fn provision_once(
             roles,
             version: account.version,
             revision: Some(state.revision),
-            role_ends: state.role_ends_at(crate::session::unix_now()),
+            role_ends: state.role_ends_at(at.assume_utc().unix_timestamp()),
         },
         state,
         created,

@@ -104,6 +104,10 @@ impl AccountState {
     /// and a role with a grant that does not end is not listed.
     pub fn role_ends_at(&self, now: i64) -> Vec<(String, i64)> {
         let mut ends: Vec<(String, i64)> = Vec::new();
+        // The usual account (every check of its sessions comes here): nothing ends.
+        if self.roles.iter().all(|r| r.until.is_none()) {
+            return ends;
+        }
         for name in self.roles_at(now) {
             let mut end = Some(i64::MIN);
             for r in self.roles.iter().filter(|r| r.name == name) {

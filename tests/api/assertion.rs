@@ -282,6 +282,32 @@ async fn tokens_are_cached_per_session_and_a_role_change_signs_a_new_one() {
     );
 }
 
+/// Regression (end to end, on every store): a temporary grant's end reaches the token through
+/// the account snapshot /auth/verify reads; the token expired with the lifetime instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_temporary_grant_ends_the_assertion_that_carries_it() {
+    let app = spawn().await;
+    let (b, _) = login(&app, "alice").await;
+    let until = jitbridge::db::now() + time::Duration::seconds(90);
+    let state = app
+        .db(move |c| {
+            let role = jitbridge::mapping::RoleName::parse("wiki-editor").unwrap();
+            let change = jitbridge::lifecycle::roles::RoleChange::Grant {
+                role: &role,
+                until: Some(until),
+                reason: "test",
+            };
+            jitbridge::accounts::change_role(c, "alice", change, "test").unwrap()
+        })
+        .await;
+    app.state.sessions.put_account(&state).await.unwrap();
+    let (_, t) = verify(&app, &b, WIKI).await;
+    let v = pyjwt(&app, &t.unwrap(), WIKI_AUD).await;
+    assert_eq!(v["claims"]["roles"], json!(["admin", "wiki-editor"]), "{v}");
+    let end = until.assume_utc().unix_timestamp();
+    assert_eq!(v["claims"]["exp"], end, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_without_an_app_gets_the_identity_headers_but_no_assertion() {
     let app = spawn().await;

@@ -133,3 +133,39 @@ fn the_snapshot_a_login_builds_is_the_one_the_database_holds() {
         "the claim role and the temporary grant: {staff:?}"
     );
 }
+
+/// The generated username-hash key a server keeps after its first read: generated on first
+/// use, the same key the database holds (so a hold one process made is found by another), and
+/// still checked beside a key configured later.
+#[test]
+fn the_generated_username_key_kept_by_a_server_is_the_databases() {
+    use jitbridge::config::{Secret, UsernameQuarantine};
+    use jitbridge::usernames::{GeneratedKey, Quarantine};
+    let (_test_db, db) = library_db();
+    let mut c = db.get().unwrap();
+    let generated = UsernameQuarantine::default();
+    let now = jitbridge::db::now();
+    let known = GeneratedKey::default();
+    // First use: nothing generated yet.
+    let q = Quarantine::open_cached(&mut c, &generated, &known).unwrap();
+    q.hold(&mut c, "Bob", "acc-1", now).unwrap();
+    // Another process (its own cache), and this one again from its cache.
+    for q in [
+        Quarantine::open_cached(&mut c, &generated, &GeneratedKey::default()).unwrap(),
+        Quarantine::open_cached(&mut c, &generated, &known).unwrap(),
+        Quarantine::open(&mut c, &generated).unwrap(),
+    ] {
+        let held = q.take(&mut c, "bob", None, now).unwrap();
+        assert_eq!(held.map(|h| h.account_id).as_deref(), Some("acc-1"));
+    }
+    // A key configured later: new holds use it, the generated key's holds still count.
+    let configured = UsernameQuarantine {
+        hash_key: Some(Secret::new("k".repeat(40))),
+        ..Default::default()
+    };
+    let q = Quarantine::open_cached(&mut c, &configured, &GeneratedKey::default()).unwrap();
+    assert!(q.take(&mut c, "BOB", None, now).unwrap().is_some());
+    q.hold(&mut c, "carol", "acc-2", now).unwrap();
+    let q = Quarantine::open_cached(&mut c, &configured, &known).unwrap();
+    assert!(q.take(&mut c, "carol", None, now).unwrap().is_some());
+}
