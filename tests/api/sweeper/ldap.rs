@@ -25,24 +25,34 @@ impl Slapd {
     pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("jb-slapd-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = Command::new("bash")
-            .arg(harness().join("start.sh"))
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("ready"),
-            "slapd did not start: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { dir, port }
+        // A free port is only free until someone takes it: another test of this process (or
+        // anything on the machine) can bind it between our probe and slapd's bind, which
+        // failed a CI run once. Such a start is retried on another port.
+        for attempt in 1.. {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let out = Command::new("bash")
+                .arg(harness().join("start.sh"))
+                .arg(&dir)
+                .arg(port.to_string())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() && stdout.contains("ready") {
+                return Self { dir, port };
+            }
+            let port_taken =
+                stderr.contains("already listening") || stderr.contains("already in use");
+            assert!(
+                port_taken && attempt < 5,
+                "slapd did not start: {stdout}{stderr}"
+            );
+        }
+        unreachable!()
     }
 
     pub fn url(&self) -> String {
