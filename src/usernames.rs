@@ -134,6 +134,9 @@ impl Quarantine {
             .filter(username_quarantine::name_hash.eq_any(&hashes))
             .select(Hold::as_select())
             .load(c)?;
+        if holds.is_empty() {
+            return Ok(None); // the usual case: nothing to remove either
+        }
         if let Some(h) = holds
             .into_iter()
             .find(|h| h.until > at && Some(h.account_id.as_str()) != account)
