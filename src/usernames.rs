@@ -70,13 +70,7 @@ impl Quarantine {
     /// Resolves the keys. Call it outside a transaction: without a configured key, the first
     /// use generates the database's key (a concurrent first use is settled by reading theirs).
     pub fn open(c: &mut DbConnection, cfg: &UsernameQuarantine) -> Result<Self, DbError> {
-        if !cfg.is_on() {
-            return Ok(Self::off());
-        }
-        Ok(Self {
-            period: cfg.period,
-            keys: keys(c, cfg, true)?,
-        })
+        Self::open_with(c, cfg, None)
     }
 
     /// [`Quarantine::open`] that reads the database's generated key only until it is known
@@ -87,28 +81,20 @@ impl Quarantine {
         cfg: &UsernameQuarantine,
         known: &GeneratedKey,
     ) -> Result<Self, DbError> {
+        Self::open_with(c, cfg, Some(known))
+    }
+
+    fn open_with(
+        c: &mut DbConnection,
+        cfg: &UsernameQuarantine,
+        known: Option<&GeneratedKey>,
+    ) -> Result<Self, DbError> {
         if !cfg.is_on() {
             return Ok(Self::off());
         }
-        let generated = match known.0.get() {
-            Some(k) => Some(k.clone()),
-            None => match read_generated(c)? {
-                Some(k) => Some(known.0.get_or_init(|| k.into_bytes()).clone()),
-                // Nothing generated and nothing configured: `open` generates it.
-                None if cfg.hash_key.is_none() => return Self::open(c, cfg),
-                // The configured key alone (the database may get a generated one later, from
-                // an older release: read again next time).
-                None => None,
-            },
-        };
-        let mut keys = Vec::with_capacity(2);
-        if let Some(k) = &cfg.hash_key {
-            keys.push(k.expose().as_bytes().to_vec());
-        }
-        keys.extend(generated);
         Ok(Self {
             period: cfg.period,
-            keys,
+            keys: keys(c, cfg, true, known)?,
         })
     }
 
@@ -193,7 +179,7 @@ pub fn release(
     cfg: &UsernameQuarantine,
     name: &str,
 ) -> Result<Vec<Hold>, DbError> {
-    let hashes: Vec<String> = keys(c, cfg, false)?
+    let hashes: Vec<String> = keys(c, cfg, false, None)?
         .iter()
         .map(|k| name_hash(k, name))
         .collect();
@@ -205,21 +191,33 @@ pub fn release(
 }
 
 /// The configured key first, then the generated one if there is one (created when `create`
-/// and nothing else is there).
+/// and nothing else is there). `known`: the generated key as this process last read it, kept
+/// there once read (a configured key alone is read again, since an older release sharing the
+/// database may still generate one).
 fn keys(
     c: &mut DbConnection,
     cfg: &UsernameQuarantine,
     create: bool,
+    known: Option<&GeneratedKey>,
 ) -> Result<Vec<Vec<u8>>, DbError> {
-    let mut keys = Vec::new();
+    let mut keys = Vec::with_capacity(2);
     if let Some(k) = &cfg.hash_key {
         keys.push(k.expose().as_bytes().to_vec());
     }
-    match read_generated(c)? {
-        Some(g) => keys.push(g.into_bytes()),
-        None if keys.is_empty() && create => keys.push(generate(c)?.into_bytes()),
-        None => {}
+    if let Some(g) = known.and_then(|k| k.0.get()) {
+        keys.push(g.clone());
+        return Ok(keys);
     }
+    let generated = match read_generated(c)? {
+        Some(g) => g,
+        None if keys.is_empty() && create => generate(c)?,
+        None => return Ok(keys),
+    };
+    let generated = generated.into_bytes();
+    keys.push(match known {
+        Some(k) => k.0.get_or_init(|| generated).clone(),
+        None => generated,
+    });
     Ok(keys)
 }
 

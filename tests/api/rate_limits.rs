@@ -20,6 +20,22 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// An app with the tight limits above.
+async fn tight_app() -> TestApp {
+    spawn_app_with(Options {
+        extra_server: TIGHT,
+        ..Default::default()
+    })
+    .await
+}
+
+async fn callback(http: &reqwest::Client, app: &TestApp, query: &str) -> reqwest::Response {
+    http.get(format!("{}/callback/{CONNECTION}?{query}", app.base))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn login_from(app: &TestApp, xff: Option<&str>) -> u16 {
     let mut r = client().get(format!("{}/login?connection={CONNECTION}", app.base));
     if let Some(x) = xff {
@@ -49,11 +65,7 @@ async fn audit_rows(app: &TestApp, reason: &str) -> (usize, Vec<u64>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn over_the_login_limit_people_get_a_429_page_with_retry_after_audited_once() {
-    let app = spawn_app_with(Options {
-        extra_server: TIGHT,
-        ..Default::default()
-    })
-    .await;
+    let app = tight_app().await;
     assert_eq!(login_from(&app, None).await, 302);
     assert_eq!(login_from(&app, None).await, 302);
     let r = client()
@@ -95,18 +107,10 @@ async fn over_the_login_limit_people_get_a_429_page_with_retry_after_audited_onc
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_callback_and_the_acs_have_limits_of_their_own() {
-    let app = spawn_app_with(Options {
-        extra_server: TIGHT,
-        ..Default::default()
-    })
-    .await;
+    let app = tight_app().await;
     let http = client();
     for expected in [400, 400, 429] {
-        let r = http
-            .get(format!("{}/callback/{CONNECTION}?code=x", app.base))
-            .send()
-            .await
-            .unwrap();
+        let r = callback(&http, &app, "code=x").await;
         assert_eq!(r.status().as_u16(), expected);
     }
     // The limit is checked before the body is read or the connection looked up.
@@ -140,21 +144,10 @@ async fn the_callback_and_the_acs_have_limits_of_their_own() {
 /// person's retry after the wait could not finish the login it had started.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limited_callback_keeps_the_login_cookie() {
-    let app = spawn_app_with(Options {
-        extra_server: TIGHT,
-        ..Default::default()
-    })
-    .await;
+    let app = tight_app().await;
     let http = client();
     for expected in [400, 400, 429] {
-        let r = http
-            .get(format!(
-                "{}/callback/{CONNECTION}?code=x&state=some-state",
-                app.base
-            ))
-            .send()
-            .await
-            .unwrap();
+        let r = callback(&http, &app, "code=x&state=some-state").await;
         assert_eq!(r.status().as_u16(), expected);
         let clears_login = r
             .headers()
@@ -168,11 +161,7 @@ async fn a_rate_limited_callback_keeps_the_login_cookie() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn x_forwarded_for_is_ignored_from_a_peer_that_is_not_a_trusted_proxy() {
-    let app = spawn_app_with(Options {
-        extra_server: TIGHT,
-        ..Default::default()
-    })
-    .await;
+    let app = tight_app().await;
     // Each request claims another client; all come from the same peer and share its bucket.
     assert_eq!(login_from(&app, Some("198.51.100.1")).await, 302);
     assert_eq!(login_from(&app, Some("198.51.100.2")).await, 302);
